@@ -1,0 +1,339 @@
+//! Token-signing keys: generated with ring, stored sealed under the key-encryption key,
+//! published as a JWKS, and used through jsonwebtoken with our ring provider.
+
+use diesel::prelude::*;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::clock::Clock;
+use crate::crypto::{b64, b64_decode, random_id, Kek};
+use crate::error::{Error, Result};
+use crate::model::SigningAlg;
+use crate::schema::signing_keys;
+use crate::storage::{Db, DbConnection};
+
+/// A key loaded for signing and verifying.
+#[derive(Clone)]
+struct LoadedKey {
+    kid: String,
+    alg: SigningAlg,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_jwk: Value,
+    active_from: i64,
+    retired_at: Option<i64>,
+}
+
+/// How long a cached view of the key table is trusted. Keys change rarely; replicas agree
+/// within this time because the table, not the cache, is the truth.
+const CACHE_SECONDS: i64 = 10;
+
+#[derive(Default)]
+struct Cache {
+    loaded_at: i64,
+    keys: Vec<LoadedKey>,
+}
+
+/// The signing keys of the provider.
+#[derive(Clone)]
+pub struct KeyStore {
+    db: Db,
+    kek: Kek,
+    clock: Clock,
+    cache: Arc<RwLock<Cache>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyStore")
+    }
+}
+
+#[derive(Queryable)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    private_key: String,
+    public_jwk: String,
+    _created_at: i64,
+    active_from: i64,
+    retired_at: Option<i64>,
+}
+
+/// A summary of a key for `keys list`.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it starts signing.
+    pub active_from: i64,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+}
+
+fn generate(alg: SigningAlg) -> Result<(Vec<u8>, Value)> {
+    let rng = SystemRandom::new();
+    match alg {
+        SigningAlg::Es256 => {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(Error::internal)?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .map_err(Error::internal)?;
+            // Uncompressed point: 0x04 || x || y.
+            let point = pair.public_key().as_ref();
+            let jwk = json!({
+                "kty": "EC", "crv": "P-256",
+                "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+            });
+            Ok((pkcs8.as_ref().to_vec(), jwk))
+        }
+        SigningAlg::EdDsa => {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(Error::internal)?;
+            let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(Error::internal)?;
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
+            Ok((pkcs8.as_ref().to_vec(), jwk))
+        }
+    }
+}
+
+fn jwt_alg(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::Es256 => Algorithm::ES256,
+        SigningAlg::EdDsa => Algorithm::EdDSA,
+    }
+}
+
+fn load(kek: &Kek, row: KeyRow) -> Result<LoadedKey> {
+    let alg = SigningAlg::parse(&row.alg)?;
+    let der = kek.open(&format!("signing-key:{}", row.kid), &row.private_key)?;
+    let public_jwk: Value = serde_json::from_str(&row.public_jwk).map_err(Error::internal)?;
+    let comp = |k: &str| public_jwk[k].as_str().unwrap_or_default().to_owned();
+    let (encoding, decoding) = match alg {
+        SigningAlg::Es256 => (
+            EncodingKey::from_ec_der(&der),
+            DecodingKey::from_ec_components(&comp("x"), &comp("y")).map_err(Error::internal)?,
+        ),
+        SigningAlg::EdDsa => (
+            EncodingKey::from_ed_der(&der),
+            DecodingKey::from_ed_components(&comp("x")).map_err(Error::internal)?,
+        ),
+    };
+    Ok(LoadedKey {
+        kid: row.kid,
+        alg,
+        encoding,
+        decoding,
+        public_jwk,
+        active_from: row.active_from,
+        retired_at: row.retired_at,
+    })
+}
+
+impl KeyStore {
+    /// A store over the key table.
+    pub fn new(db: Db, kek: Kek, clock: Clock) -> Result<Self> {
+        crate::jwt_ring::install().map_err(Error::internal)?;
+        Ok(KeyStore {
+            db,
+            kek,
+            clock,
+            cache: Arc::default(),
+        })
+    }
+
+    /// Adds a key of `alg` that signs from `active_from` (now, or later to pre-publish it).
+    pub fn add_key(&self, conn: &mut DbConnection, alg: SigningAlg, active_from: i64) -> Result<String> {
+        let (der, jwk) = generate(alg)?;
+        let kid = random_id();
+        let sealed = self.kek.seal(&format!("signing-key:{kid}"), &der);
+        diesel::insert_into(signing_keys::table)
+            .values((
+                signing_keys::kid.eq(&kid),
+                signing_keys::alg.eq(alg.as_str()),
+                signing_keys::private_key.eq(sealed),
+                signing_keys::public_jwk.eq(jwk.to_string()),
+                signing_keys::created_at.eq(self.clock.now()),
+                signing_keys::active_from.eq(active_from),
+            ))
+            .execute(conn)?;
+        self.invalidate();
+        Ok(kid)
+    }
+
+    /// Makes sure each algorithm has a key that signs now; used at start.
+    pub fn ensure_keys(&self) -> Result<()> {
+        let now = self.clock.now();
+        self.db.tx(|conn| {
+            for alg in SigningAlg::ALL {
+                let n: i64 = signing_keys::table
+                    .filter(signing_keys::alg.eq(alg.as_str()))
+                    .filter(signing_keys::retired_at.is_null())
+                    .filter(signing_keys::active_from.le(now))
+                    .count()
+                    .get_result(conn)?;
+                if n == 0 {
+                    self.add_key(conn, alg, now)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces the signing key of `alg` with a new one at once; the old key stays in the
+    /// JWKS until every token it signed has expired (retired keys are kept for a day).
+    pub fn rotate(&self, alg: SigningAlg) -> Result<String> {
+        let now = self.clock.now();
+        let kid = self.db.tx(|conn| {
+            diesel::update(signing_keys::table)
+                .filter(signing_keys::alg.eq(alg.as_str()))
+                .filter(signing_keys::retired_at.is_null())
+                .set(signing_keys::retired_at.eq(now))
+                .execute(conn)?;
+            self.add_key(conn, alg, now)
+        })?;
+        self.invalidate();
+        Ok(kid)
+    }
+
+    /// Every key, newest first.
+    pub fn list(&self) -> Result<Vec<KeyInfo>> {
+        self.db.with(|conn| {
+            let rows: Vec<KeyRow> = signing_keys::table
+                .order(signing_keys::created_at.desc())
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| KeyInfo {
+                    kid: r.kid,
+                    alg: r.alg,
+                    created_at: r._created_at,
+                    active_from: r.active_from,
+                    retired_at: r.retired_at,
+                })
+                .collect())
+        })
+    }
+
+    fn invalidate(&self) {
+        if let Ok(mut c) = self.cache.write() {
+            c.loaded_at = i64::MIN;
+        }
+    }
+
+    /// Keys that are published: not retired, or retired less than a day ago.
+    fn keys(&self) -> Result<Vec<LoadedKey>> {
+        let now = self.clock.now();
+        if let Ok(c) = self.cache.read() {
+            if c.loaded_at != i64::MIN && now - c.loaded_at < CACHE_SECONDS && !c.keys.is_empty() {
+                return Ok(c.keys.clone());
+            }
+        }
+        let horizon = now - 86_400;
+        let rows: Vec<KeyRow> = self.db.with(|conn| {
+            Ok(signing_keys::table
+                .filter(
+                    signing_keys::retired_at
+                        .is_null()
+                        .or(signing_keys::retired_at.gt(horizon)),
+                )
+                .order(signing_keys::active_from.desc())
+                .load(conn)?)
+        })?;
+        let keys = rows
+            .into_iter()
+            .map(|r| load(&self.kek, r))
+            .collect::<Result<Vec<_>>>()?;
+        if let Ok(mut c) = self.cache.write() {
+            c.loaded_at = now;
+            c.keys = keys.clone();
+        }
+        Ok(keys)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> Result<Value> {
+        let keys: Vec<Value> = self
+            .keys()?
+            .into_iter()
+            .map(|k| {
+                let mut jwk = k.public_jwk.clone();
+                jwk["kid"] = json!(k.kid);
+                jwk["alg"] = json!(k.alg.as_str());
+                jwk["use"] = json!("sig");
+                jwk
+            })
+            .collect();
+        Ok(json!({ "keys": keys }))
+    }
+
+    /// Signs `claims` with the active key of `alg`, with header `typ`.
+    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String> {
+        let now = self.clock.now();
+        let key = self
+            .keys()?
+            .into_iter()
+            .find(|k| k.alg == alg && k.retired_at.is_none() && k.active_from <= now)
+            .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))?;
+        let mut header = Header::new(jwt_alg(alg));
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(Error::internal)
+    }
+
+    /// Verifies a JWT we signed: known `kid`, the key's own algorithm, `typ`, issuer,
+    /// audience and expiry. Any failure is [`Error::InvalidToken`].
+    pub fn verify<T: DeserializeOwned>(&self, token: &str, typ: &str, issuer: &str, audience: &str) -> Result<T> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
+        if header.typ.as_deref() != Some(typ) {
+            return Err(Error::InvalidToken);
+        }
+        let kid = header.kid.ok_or(Error::InvalidToken)?;
+        let key = self
+            .keys()?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or(Error::InvalidToken)?;
+        // The key decides the algorithm, never the token's header.
+        if header.alg != jwt_alg(key.alg) {
+            return Err(Error::InvalidToken);
+        }
+        let mut v = Validation::new(jwt_alg(key.alg));
+        v.set_issuer(&[issuer]);
+        v.set_audience(&[audience]);
+        v.leeway = 0;
+        v.validate_nbf = true;
+        let data = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key.decoding, &v)
+            .map_err(|_| Error::InvalidToken)?;
+        let value = serde_json::to_value(data.claims).map_err(Error::internal)?;
+        serde_json::from_value(value).map_err(|_| Error::InvalidToken)
+    }
+}
+
+/// `at_hash`: the left half of the hash of the access token that the ID token's algorithm
+/// uses (SHA-256 for ES256, SHA-512 for Ed25519), base64url (OpenID Connect §3.1.3.6).
+pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
+    let d = match alg {
+        SigningAlg::Es256 => ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes()),
+        SigningAlg::EdDsa => ring::digest::digest(&ring::digest::SHA512, access_token.as_bytes()),
+    };
+    let half = d.as_ref().len() / 2;
+    b64(&d.as_ref()[..half])
+}
+
+/// Decodes a JWK coordinate; used by tests that rebuild keys from the JWKS.
+pub fn jwk_component(jwk: &Value, name: &str) -> Result<Vec<u8>> {
+    b64_decode(jwk[name].as_str().unwrap_or_default())
+}

@@ -1,0 +1,284 @@
+//! Domain types: clients, citizens, scopes and the assurance of a login.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// Assurance level of a password alone.
+pub const ACR_PASSWORD: &str = "urn:identity-service:acr:1";
+/// Assurance level of a passkey with user verification (issue 3).
+pub const ACR_PASSKEY: &str = "urn:identity-service:acr:2";
+
+/// Scopes the provider knows. Others in a request are ignored, as OpenID Connect allows.
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "offline_access",
+];
+
+/// Scopes registered for a client when none are given.
+pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email phone address offline_access";
+
+/// Claims the provider can release, for discovery.
+pub const SUPPORTED_CLAIMS: &[&str] = &[
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "name",
+    "name#zh-Hant",
+    "email",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+];
+
+/// A set of scopes, kept sorted so stored values compare as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Parses a space-separated scope string, keeping only scopes the provider supports.
+    pub fn parse_supported(s: &str) -> Self {
+        Scopes(
+            s.split(' ')
+                .filter(|x| SUPPORTED_SCOPES.contains(x))
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Parses a stored or registered scope string as is.
+    pub fn parse(s: &str) -> Self {
+        Scopes(s.split_whitespace().map(str::to_owned).collect())
+    }
+
+    /// Whether the set names this scope.
+    pub fn has(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// Whether every scope of `other` is in this set.
+    pub fn covers(&self, other: &Scopes) -> bool {
+        other.0.is_subset(&self.0)
+    }
+
+    /// The scopes of this set that `allowed` also has.
+    pub fn intersect(&self, allowed: &Scopes) -> Scopes {
+        Scopes(self.0.intersection(&allowed.0).cloned().collect())
+    }
+
+    /// The union of two sets.
+    pub fn union(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.union(&other.0).cloned().collect())
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The scopes in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v: Vec<&str> = self.iter().collect();
+        f.write_str(&v.join(" "))
+    }
+}
+
+/// Signing algorithms of ID tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    /// ECDSA P-256 with SHA-256, the default.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl SigningAlg {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Parses a JOSE name; RS256 and others are refused with a reason.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ES256" => Ok(SigningAlg::Es256),
+            "EdDSA" => Ok(SigningAlg::EdDsa),
+            other => Err(Error::InvalidRequest(format!(
+                "unsupported signing algorithm {other:?}: use ES256 or EdDSA"
+            ))),
+        }
+    }
+
+    /// Every algorithm the provider signs with.
+    pub const ALL: [SigningAlg; 2] = [SigningAlg::Es256, SigningAlg::EdDsa];
+}
+
+/// A registered e-service.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// The public client id.
+    pub id: String,
+    /// The e-service's name, shown to citizens.
+    pub name: String,
+    /// The department that runs it.
+    pub department: String,
+    /// The pairwise-subject sector: the department unless registered otherwise.
+    pub sector: String,
+    /// Keyed hash of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    /// Redirect URIs, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// Scopes this client may ask for.
+    pub scopes: Scopes,
+    /// Algorithm of its ID tokens.
+    pub id_token_alg: SigningAlg,
+}
+
+impl Client {
+    /// Whether the client authenticates with a secret.
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+}
+
+/// What a department registers.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    /// Client id; generated when `None`.
+    pub id: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Department.
+    pub department: String,
+    /// Sector; the department when `None`.
+    pub sector: Option<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Scopes; the defaults when `None`.
+    pub scopes: Option<String>,
+    /// Public (no secret, PKCE only) or confidential.
+    pub public: bool,
+    /// ID token algorithm; ES256 when `None`.
+    pub id_token_alg: Option<String>,
+}
+
+/// A client secret, shown once at registration. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        ClientSecret(s.into())
+    }
+    /// The secret text, to print once or to check.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+/// A citizen's verified identity attributes.
+#[derive(Clone, Debug, Default)]
+pub struct Citizen {
+    /// Internal id; never leaves the service.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Name in English.
+    pub name_en: String,
+    /// Name in Chinese.
+    pub name_zh: String,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Postal address, formatted.
+    pub address: Option<String>,
+}
+
+/// What a registration adds.
+#[derive(Clone, Debug, Default)]
+pub struct NewCitizen {
+    /// Login name.
+    pub username: String,
+    /// Name in English.
+    pub name_en: String,
+    /// Name in Chinese.
+    pub name_zh: String,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Postal address.
+    pub address: Option<String>,
+}
+
+/// Checks a redirect URI at registration: absolute, no fragment, and HTTPS unless it is a
+/// loopback address (native apps and local development, RFC 8252).
+pub fn check_redirect_uri(uri: &str) -> Result<()> {
+    let url = url::Url::parse(uri)
+        .map_err(|_| Error::InvalidRequest(format!("redirect URI {uri:?} is not a URL")))?;
+    if url.fragment().is_some() {
+        return Err(Error::InvalidRequest(format!(
+            "redirect URI {uri:?} must not have a fragment"
+        )));
+    }
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(Error::InvalidRequest(format!(
+            "redirect URI {uri:?} must use https (http only on loopback)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_filter_and_cover() {
+        let s = Scopes::parse_supported("openid email bogus profile");
+        assert_eq!(s.to_string(), "email openid profile");
+        assert!(Scopes::parse(DEFAULT_CLIENT_SCOPES).covers(&s));
+        assert!(!s.covers(&Scopes::parse("phone")));
+    }
+
+    #[test]
+    fn redirect_uris_checked() {
+        assert!(check_redirect_uri("https://e.gov.example/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost:8081/callback").is_ok());
+        assert!(check_redirect_uri("http://e.gov.example/cb").is_err());
+        assert!(check_redirect_uri("https://e.gov.example/cb#x").is_err());
+        assert!(check_redirect_uri("not a url").is_err());
+    }
+}

@@ -1,0 +1,1512 @@
+//! The OpenID Connect provider's domain logic: authorization, login, consent, codes,
+//! tokens, UserInfo and the administration of clients and citizens.
+//!
+//! Every method is async and runs its database work on a blocking thread, so the server's
+//! handlers make one call each. All state is in the database; nothing here is per-process
+//! except caches that may be stale for seconds (signing keys).
+
+use diesel::prelude::*;
+use ring::digest;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::crypto::{b64, random_id, random_token, token_hash, Kek, KeyedHash, Purpose};
+use crate::error::{Error, Result};
+use crate::keys::{at_hash, KeyStore};
+use crate::model::*;
+use crate::password::{Hasher, HashingConfig, Password, Policy};
+use crate::schema::*;
+use crate::storage::{Db, DbConnection};
+use crate::throttle::ThrottleConfig;
+
+/// Lifetimes and limits of the provider, validated by the server's configuration.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// The issuer: the public URL, without a trailing slash.
+    pub issuer: String,
+    /// Authorization code lifetime (at most 60 s).
+    pub code_ttl: i64,
+    /// Access token lifetime.
+    pub access_token_ttl: i64,
+    /// ID token lifetime.
+    pub id_token_ttl: i64,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl: i64,
+    /// How long a citizen has to finish logging in.
+    pub auth_request_ttl: i64,
+    /// Session inactivity timeout.
+    pub session_idle: i64,
+    /// Session absolute timeout.
+    pub session_absolute: i64,
+    /// Login throttling.
+    pub throttle: ThrottleConfig,
+    /// Password policy.
+    pub policy: Policy,
+    /// Password hashing.
+    pub hashing: HashingConfig,
+}
+
+impl ProviderConfig {
+    /// Defaults for an issuer.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        ProviderConfig {
+            issuer: issuer.into().trim_end_matches('/').to_owned(),
+            code_ttl: 60,
+            access_token_ttl: 600,
+            id_token_ttl: 600,
+            refresh_token_ttl: 30 * 86_400,
+            auth_request_ttl: 600,
+            session_idle: 3_600,
+            session_absolute: 12 * 3_600,
+            throttle: ThrottleConfig::default(),
+            policy: Policy::default(),
+            hashing: HashingConfig::default(),
+        }
+    }
+}
+
+/// A session cookie's value. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Wraps a cookie value.
+    pub fn new(s: impl Into<String>) -> Self {
+        SessionToken(s.into())
+    }
+    /// The cookie value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// A live session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The citizen, by internal id.
+    pub citizen_id: String,
+    /// When the citizen last authenticated.
+    pub auth_time: i64,
+    /// Authentication methods (RFC 8176).
+    pub amr: String,
+    /// Assurance level.
+    pub acr: String,
+}
+
+/// The parameters of an authorization request, as the server parsed them.
+#[derive(Clone, Debug, Default)]
+pub struct AuthorizeInput {
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `response_type`.
+    pub response_type: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `max_age`.
+    pub max_age: Option<String>,
+    /// `login_hint`.
+    pub login_hint: Option<String>,
+    /// `ui_locales`.
+    pub ui_locales: Option<String>,
+    /// `request` (JAR); not offered yet.
+    pub request: Option<String>,
+    /// `request_uri`; not offered yet.
+    pub request_uri: Option<String>,
+    /// Names of parameters that appeared more than once.
+    pub repeated: Vec<String>,
+}
+
+/// What the browser should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Go back to the client: a code or an error, in the redirect URI.
+    Redirect(String),
+    /// Show the login or consent page of this pending request.
+    Interact(String),
+}
+
+/// What the interaction page shows.
+#[derive(Clone, Debug)]
+pub enum Interaction {
+    /// Ask for credentials.
+    Login {
+        /// The e-service's name.
+        client_name: String,
+        /// Its department.
+        department: String,
+        /// `login_hint`, to prefill the username.
+        login_hint: Option<String>,
+        /// `ui_locales` of the request.
+        ui_locales: Option<String>,
+    },
+    /// Ask to release these scopes.
+    Consent {
+        /// The e-service's name.
+        client_name: String,
+        /// Its department.
+        department: String,
+        /// The scopes that need consent.
+        scopes: Vec<String>,
+        /// `ui_locales` of the request.
+        ui_locales: Option<String>,
+    },
+    /// Done: go back to the client.
+    Redirect(String),
+}
+
+/// How a client authenticated at the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret {
+        /// Client id.
+        id: String,
+        /// Secret as sent.
+        secret: ClientSecret,
+    },
+    /// A public client: just its id.
+    None {
+        /// Client id.
+        id: String,
+    },
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuth::Secret { id, .. } => write!(f, "Secret({id}, <redacted>)"),
+            ClientAuth::None { id } => write!(f, "None({id})"),
+        }
+    }
+}
+
+/// A token request after client authentication was parsed.
+#[derive(Clone, Debug, Default)]
+pub struct TokenInput {
+    /// `grant_type`.
+    pub grant_type: Option<String>,
+    /// `code`.
+    pub code: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `code_verifier`.
+    pub code_verifier: Option<String>,
+    /// `refresh_token`.
+    pub refresh_token: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+}
+
+/// A successful token response.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenResponse {
+    /// The JWT access token.
+    pub access_token: String,
+    /// Always `Bearer` here.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The ID token, for grants made by a citizen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// The refresh token, for grants made by a citizen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The granted scope.
+    pub scope: String,
+}
+
+/// A consent as the account page lists it.
+#[derive(Clone, Debug)]
+pub struct ConsentView {
+    /// Client id.
+    pub client_id: String,
+    /// The e-service's name.
+    pub client_name: String,
+    /// Its department.
+    pub department: String,
+    /// Scopes consented to.
+    pub scopes: String,
+    /// When.
+    pub granted_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    client_id: String,
+    scope: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amr: Option<Vec<String>>,
+    /// The grant (token family) this token belongs to; lets UserInfo refuse tokens of a
+    /// revoked grant. Opaque and random.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fid: Option<String>,
+}
+
+#[derive(Queryable, Clone)]
+struct ClientRow {
+    id: String,
+    name: String,
+    department: String,
+    sector: String,
+    secret_hash: Option<String>,
+    redirect_uris: String,
+    scopes: String,
+    id_token_alg: String,
+    _created_at: i64,
+}
+
+impl ClientRow {
+    fn into_client(self) -> Result<Client> {
+        Ok(Client {
+            id: self.id,
+            name: self.name,
+            department: self.department,
+            sector: self.sector,
+            secret_hash: self.secret_hash,
+            redirect_uris: serde_json::from_str(&self.redirect_uris).map_err(Error::internal)?,
+            scopes: Scopes::parse(&self.scopes),
+            id_token_alg: SigningAlg::parse(&self.id_token_alg)?,
+        })
+    }
+}
+
+#[derive(Queryable, Insertable, Clone, Debug)]
+#[diesel(table_name = auth_requests)]
+struct AuthRequest {
+    id: String,
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: String,
+    prompt: Option<String>,
+    max_age: Option<i64>,
+    login_hint: Option<String>,
+    ui_locales: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+#[derive(Queryable, Insertable, Clone, Debug)]
+#[diesel(table_name = auth_codes)]
+struct CodeRow {
+    code_hash: String,
+    client_id: String,
+    citizen_id: String,
+    redirect_uri: String,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: String,
+    auth_time: i64,
+    amr: String,
+    acr: String,
+    family_id: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+#[derive(Queryable, Clone, Debug)]
+struct RefreshRow {
+    _token_hash: String,
+    family_id: String,
+    scope: String,
+    auth_time: i64,
+    amr: String,
+    acr: String,
+    _created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+#[derive(Queryable, Clone, Debug)]
+struct FamilyRow {
+    _id: String,
+    client_id: String,
+    citizen_id: String,
+    _created_at: i64,
+    revoked_at: Option<i64>,
+    _revoked_reason: Option<String>,
+}
+
+/// What a citizen grant carries into its tokens.
+struct Grant {
+    family_id: String,
+    client: Client,
+    citizen_id: String,
+    scope: Scopes,
+    nonce: Option<String>,
+    auth_time: i64,
+    amr: String,
+    acr: String,
+}
+
+struct Inner {
+    db: Db,
+    clock: Clock,
+    config: ProviderConfig,
+    keys: KeyStore,
+    hasher: Hasher,
+    subjects: KeyedHash,
+    secrets: KeyedHash,
+    throttle_key: KeyedHash,
+}
+
+/// The provider; cheap to clone.
+#[derive(Clone)]
+pub struct Provider {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("issuer", &self.inner.config.issuer)
+            .finish()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(Error::internal)?
+}
+
+fn redirect_with(uri: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            url.to_string()
+        }
+        // Registered URIs were checked to be URLs; this cannot happen for a stored one.
+        Err(_) => uri.to_owned(),
+    }
+}
+
+/// A PKCE value: 43 to 128 characters of the unreserved set (RFC 7636 §4.1).
+fn is_pkce_value(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn normalize_username(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+const USER_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "address", "offline_access"];
+
+impl Provider {
+    /// Builds the provider over a migrated database.
+    pub fn new(db: Db, kek: Kek, clock: Clock, config: ProviderConfig) -> Result<Self> {
+        let keys = KeyStore::new(db.clone(), kek.clone(), clock.clone())?;
+        let hasher = Hasher::new(&config.hashing).map_err(Error::Internal)?;
+        Ok(Provider {
+            inner: Arc::new(Inner {
+                subjects: kek.derive(Purpose::PairwiseSubject),
+                secrets: kek.derive(Purpose::ClientSecret),
+                throttle_key: kek.derive(Purpose::Throttle),
+                db,
+                clock,
+                config,
+                keys,
+                hasher,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.inner.config
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The password hashing pool.
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// The pairwise subject of a citizen for a client's sector.
+    pub fn subject(&self, sector: &str, citizen_id: &str) -> String {
+        self.inner
+            .subjects
+            .hash(&[sector.as_bytes(), citizen_id.as_bytes()])
+    }
+
+    // ----- clients -----
+
+    /// Registers an e-service; returns it and, for a confidential client, its secret
+    /// (shown once: only a keyed hash is stored).
+    pub fn register_client(&self, new: NewClient) -> Result<(Client, Option<ClientSecret>)> {
+        if new.name.trim().is_empty() || new.department.trim().is_empty() {
+            return Err(Error::InvalidRequest("name and department are required".into()));
+        }
+        if new.redirect_uris.is_empty() {
+            return Err(Error::InvalidRequest("at least one redirect URI is required".into()));
+        }
+        for uri in &new.redirect_uris {
+            check_redirect_uri(uri)?;
+        }
+        let alg = SigningAlg::parse(new.id_token_alg.as_deref().unwrap_or("ES256"))?;
+        let id = new.id.unwrap_or_else(random_id);
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::InvalidRequest("client id must be 1-128 visible ASCII characters".into()));
+        }
+        let secret = (!new.public).then(|| ClientSecret::new(random_token()));
+        let secret_hash = secret
+            .as_ref()
+            .map(|s| self.inner.secrets.hash(&[id.as_bytes(), s.expose().as_bytes()]));
+        let scopes = Scopes::parse(new.scopes.as_deref().unwrap_or(DEFAULT_CLIENT_SCOPES));
+        let sector = new.sector.unwrap_or_else(|| new.department.clone());
+        let client = Client {
+            id: id.clone(),
+            name: new.name,
+            department: new.department,
+            sector,
+            secret_hash,
+            redirect_uris: new.redirect_uris,
+            scopes,
+            id_token_alg: alg,
+        };
+        let now = self.inner.clock.now();
+        self.inner.db.with(|conn| {
+            diesel::insert_into(clients::table)
+                .values((
+                    clients::id.eq(&client.id),
+                    clients::name.eq(&client.name),
+                    clients::department.eq(&client.department),
+                    clients::sector.eq(&client.sector),
+                    clients::secret_hash.eq(&client.secret_hash),
+                    clients::redirect_uris.eq(serde_json::to_string(&client.redirect_uris).map_err(Error::internal)?),
+                    clients::scopes.eq(client.scopes.to_string()),
+                    clients::id_token_alg.eq(client.id_token_alg.as_str()),
+                    clients::created_at.eq(now),
+                ))
+                .execute(conn)
+                .map_err(|e| match Error::from(e) {
+                    Error::Conflict(_) => Error::Conflict(format!("client {} already exists", client.id)),
+                    other => other,
+                })
+        })?;
+        Ok((client, secret))
+    }
+
+    /// Every registered client.
+    pub fn list_clients(&self) -> Result<Vec<Client>> {
+        self.inner.db.with(|conn| {
+            let rows: Vec<ClientRow> = clients::table.order(clients::id).load(conn)?;
+            rows.into_iter().map(ClientRow::into_client).collect()
+        })
+    }
+
+    /// Removes a client and, by cascade, its codes, grants and consents.
+    pub fn remove_client(&self, id: &str) -> Result<()> {
+        let n = self
+            .inner
+            .db
+            .with(|conn| Ok(diesel::delete(clients::table.find(id)).execute(conn)?))?;
+        if n == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    fn client(conn: &mut DbConnection, id: &str) -> Result<Option<Client>> {
+        clients::table
+            .find(id)
+            .first::<ClientRow>(conn)
+            .optional()?
+            .map(ClientRow::into_client)
+            .transpose()
+    }
+
+    // ----- citizens -----
+
+    /// Adds a citizen with a password, checked against the policy.
+    pub async fn add_citizen(&self, new: NewCitizen, password: &Password) -> Result<String> {
+        let username = normalize_username(&new.username);
+        if username.is_empty() || username.len() > 64 {
+            return Err(Error::InvalidRequest("username must be 1-64 characters".into()));
+        }
+        let context = [username.as_str(), new.email.as_deref().unwrap_or(""), new.name_en.as_str()];
+        self.inner.config.policy.check(password, &context)?;
+        let phc = self.inner.hasher.hash(password).await?;
+        let this = self.clone();
+        blocking(move || {
+            let id = random_id();
+            let now = this.inner.clock.now();
+            this.inner.db.tx(|conn| {
+                diesel::insert_into(citizens::table)
+                    .values((
+                        citizens::id.eq(&id),
+                        citizens::username.eq(&username),
+                        citizens::name_en.eq(&new.name_en),
+                        citizens::name_zh.eq(&new.name_zh),
+                        citizens::email.eq(&new.email),
+                        citizens::email_verified.eq(i32::from(new.email.is_some())),
+                        citizens::phone.eq(&new.phone),
+                        citizens::phone_verified.eq(i32::from(new.phone.is_some())),
+                        citizens::address.eq(&new.address),
+                        citizens::status.eq("active"),
+                        citizens::created_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .map_err(|e| match Error::from(e) {
+                        Error::Conflict(_) => Error::Conflict(format!("user {username} already exists")),
+                        other => other,
+                    })?;
+                diesel::insert_into(password_credentials::table)
+                    .values((
+                        password_credentials::citizen_id.eq(&id),
+                        password_credentials::phc.eq(&phc),
+                        password_credentials::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
+    /// Clears the failure counter of a locked account.
+    pub fn unlock(&self, username: &str) -> Result<()> {
+        let key = self.account_key(&normalize_username(username));
+        self.inner
+            .db
+            .with(|conn| self.inner.config.throttle.record_success(conn, &key))
+    }
+
+    fn account_key(&self, username: &str) -> String {
+        self.inner.throttle_key.hash(&[b"account", username.as_bytes()])
+    }
+
+    fn address_key(&self, address: &str) -> String {
+        self.inner.throttle_key.hash(&[b"address", address.as_bytes()])
+    }
+
+    // ----- login and sessions -----
+
+    /// Checks a username and password and opens a new session, replacing `old` if given.
+    /// A wrong password and an unknown username cost the same and answer the same.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &Password,
+        source: &str,
+        old: Option<SessionToken>,
+    ) -> Result<SessionToken> {
+        let username = normalize_username(username);
+        let account = self.account_key(&username);
+        let address = self.address_key(source);
+        let now = self.inner.clock.now();
+        let this = self.clone();
+        let (acct, addr, user) = (account.clone(), address.clone(), username.clone());
+        let stored: Option<(String, String)> = blocking(move || {
+            this.inner.db.with(|conn| {
+                this.inner.config.throttle.check(conn, &acct, &addr, now)?;
+                Ok(citizens::table
+                    .inner_join(password_credentials::table)
+                    .filter(citizens::username.eq(&user))
+                    .filter(citizens::status.eq("active"))
+                    .select((citizens::id, password_credentials::phc))
+                    .first(conn)
+                    .optional()?)
+            })
+        })
+        .await?;
+        let (citizen_id, phc) = match stored {
+            Some((id, phc)) => (Some(id), Some(phc)),
+            None => (None, None),
+        };
+        let checked = self.inner.hasher.verify(phc, password).await?;
+        let this = self.clone();
+        blocking(move || {
+            let now = this.inner.clock.now();
+            this.inner.db.tx(|conn| {
+                let throttle = &this.inner.config.throttle;
+                let Some(citizen_id) = citizen_id.filter(|_| checked.ok) else {
+                    throttle.record_failure(conn, &account, &address, now)?;
+                    return Ok(None);
+                };
+                throttle.record_success(conn, &account)?;
+                if let Some(phc) = &checked.rehash {
+                    diesel::update(password_credentials::table.find(&citizen_id))
+                        .set((
+                            password_credentials::phc.eq(phc),
+                            password_credentials::updated_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                }
+                if let Some(old) = &old {
+                    diesel::delete(sessions::table.find(token_hash(old.expose()))).execute(conn)?;
+                }
+                let token = random_token();
+                diesel::insert_into(sessions::table)
+                    .values((
+                        sessions::id_hash.eq(token_hash(&token)),
+                        sessions::citizen_id.eq(&citizen_id),
+                        sessions::auth_time.eq(now),
+                        sessions::amr.eq("pwd"),
+                        sessions::acr.eq(ACR_PASSWORD),
+                        sessions::created_at.eq(now),
+                        sessions::last_seen_at.eq(now),
+                        sessions::expires_at.eq(now + this.inner.config.session_absolute),
+                    ))
+                    .execute(conn)?;
+                Ok(Some(SessionToken(token)))
+            })
+        })
+        .await?
+        .ok_or(Error::BadCredentials)
+    }
+
+    /// The live session behind a cookie, if any; refreshes its idle timer.
+    fn session_blocking(&self, conn: &mut DbConnection, token: Option<&SessionToken>) -> Result<Option<Session>> {
+        let Some(token) = token else { return Ok(None) };
+        let hash = token_hash(token.expose());
+        let now = self.inner.clock.now();
+        let row: Option<(String, i64, String, String, i64, i64)> = sessions::table
+            .find(&hash)
+            .inner_join(citizens::table)
+            .filter(citizens::status.eq("active"))
+            .select((
+                sessions::citizen_id,
+                sessions::auth_time,
+                sessions::amr,
+                sessions::acr,
+                sessions::last_seen_at,
+                sessions::expires_at,
+            ))
+            .first(conn)
+            .optional()?;
+        let Some((citizen_id, auth_time, amr, acr, last_seen, expires)) = row else {
+            return Ok(None);
+        };
+        if now >= expires || now - last_seen >= self.inner.config.session_idle {
+            diesel::delete(sessions::table.find(&hash)).execute(conn)?;
+            return Ok(None);
+        }
+        // One write a minute at most keeps logins cheap while the idle timer stays honest.
+        if now - last_seen >= 60 {
+            diesel::update(sessions::table.find(&hash))
+                .set(sessions::last_seen_at.eq(now))
+                .execute(conn)?;
+        }
+        Ok(Some(Session { citizen_id, auth_time, amr, acr }))
+    }
+
+    /// The live session behind a cookie, if any.
+    pub async fn session(&self, token: Option<SessionToken>) -> Result<Option<Session>> {
+        let this = self.clone();
+        blocking(move || this.inner.db.with(|conn| this.session_blocking(conn, token.as_ref()))).await
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, token: SessionToken) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner.db.with(|conn| {
+                diesel::delete(sessions::table.find(token_hash(token.expose()))).execute(conn)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    // ----- authorization -----
+
+    /// Validates an authorization request and decides the next step. Errors before the
+    /// redirect URI is trusted come back as `Err` (the server shows a page); errors after
+    /// it come back as a redirect to the client.
+    pub async fn authorize(&self, input: AuthorizeInput, session: Option<SessionToken>) -> Result<Step> {
+        let this = self.clone();
+        blocking(move || this.inner.db.tx(|conn| this.authorize_blocking(conn, input, session.as_ref()))).await
+    }
+
+    fn authorize_blocking(
+        &self,
+        conn: &mut DbConnection,
+        input: AuthorizeInput,
+        token: Option<&SessionToken>,
+    ) -> Result<Step> {
+        for p in ["client_id", "redirect_uri"] {
+            if input.repeated.iter().any(|r| r == p) {
+                return Err(Error::InvalidRequest(format!("the {p} parameter is repeated")));
+            }
+        }
+        let client_id = input
+            .client_id
+            .ok_or_else(|| Error::InvalidRequest("the client_id parameter is missing".into()))?;
+        let client = Self::client(conn, &client_id)?
+            .ok_or_else(|| Error::InvalidRequest("the client_id is not a registered e-service".into()))?;
+        let redirect_uri = input
+            .redirect_uri
+            .ok_or_else(|| Error::InvalidRequest("the redirect_uri parameter is missing".into()))?;
+        if !client.redirect_uris.iter().any(|u| *u == redirect_uri) {
+            return Err(Error::InvalidRequest(
+                "the redirect_uri is not registered for this e-service".into(),
+            ));
+        }
+        // From here on the redirect URI is trusted: errors go back to the client.
+        let state = input.state.clone();
+        let fail = |error: &str, description: &str| {
+            let mut params = vec![("error", error), ("error_description", description)];
+            if let Some(s) = &state {
+                params.push(("state", s));
+            }
+            params.push(("iss", &self.inner.config.issuer));
+            Ok(Step::Redirect(redirect_with(&redirect_uri, &params)))
+        };
+        if input.request.is_some() {
+            return fail("request_not_supported", "request objects are not supported");
+        }
+        if input.request_uri.is_some() {
+            return fail("request_uri_not_supported", "request_uri is not supported");
+        }
+        if let Some(p) = input.repeated.first() {
+            return fail("invalid_request", &format!("the {p} parameter is repeated"));
+        }
+        match input.response_type.as_deref() {
+            None => return fail("invalid_request", "the response_type parameter is missing"),
+            Some("code") => {}
+            Some(_) => return fail("unsupported_response_type", "only response_type=code is supported"),
+        }
+        let requested = Scopes::parse_supported(input.scope.as_deref().unwrap_or(""));
+        if !requested.has("openid") {
+            return fail("invalid_scope", "the scope must include openid");
+        }
+        let scope = requested.intersect(&client.scopes);
+        if !scope.has("openid") {
+            return fail("invalid_scope", "this e-service is not registered for openid");
+        }
+        let Some(challenge) = input.code_challenge else {
+            return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256");
+        };
+        if input.code_challenge_method.as_deref() != Some("S256") {
+            return fail("invalid_request", "only the S256 code_challenge_method is supported");
+        }
+        if challenge.len() != 43 || !is_pkce_value(&challenge) {
+            return fail("invalid_request", "the code_challenge is not a base64url SHA-256 value");
+        }
+        let prompt = input.prompt.clone().unwrap_or_default();
+        let prompts: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
+        if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
+            return fail("invalid_request", "unknown prompt value");
+        }
+        if prompts.contains(&"none") && prompts.len() > 1 {
+            return fail("invalid_request", "prompt=none cannot be combined with other values");
+        }
+        let max_age = match input.max_age.as_deref() {
+            None => None,
+            Some(s) => match s.parse::<i64>() {
+                Ok(v) if v >= 0 => Some(v),
+                _ => return fail("invalid_request", "max_age must be a non-negative integer"),
+            },
+        };
+        for (name, value) in [("state", &input.state), ("nonce", &input.nonce), ("login_hint", &input.login_hint), ("ui_locales", &input.ui_locales)] {
+            if value.as_ref().is_some_and(|v| v.len() > 512) {
+                return fail("invalid_request", &format!("the {name} parameter is too long"));
+            }
+        }
+        let now = self.inner.clock.now();
+        let request = AuthRequest {
+            id: random_token(),
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            scope: scope.to_string(),
+            state: input.state,
+            nonce: input.nonce,
+            code_challenge: challenge,
+            prompt: (!prompts.is_empty()).then(|| prompts.join(" ")),
+            max_age,
+            login_hint: input.login_hint,
+            ui_locales: input.ui_locales,
+            created_at: now,
+            expires_at: now + self.inner.config.auth_request_ttl,
+        };
+        let session = self.session_blocking(conn, token)?;
+        match self.decide(conn, &request, &client, session.as_ref())? {
+            Decision::Login | Decision::Consent(_) if prompts.contains(&"none") => {
+                let error = match self.decide(conn, &request, &client, session.as_ref())? {
+                    Decision::Login => "login_required",
+                    _ => "consent_required",
+                };
+                fail(error, "the citizen must interact with the identity service")
+            }
+            Decision::Login | Decision::Consent(_) => {
+                diesel::insert_into(auth_requests::table)
+                    .values(&request)
+                    .execute(conn)?;
+                Ok(Step::Interact(request.id))
+            }
+            Decision::Issue(session) => Ok(Step::Redirect(self.issue_code(conn, &request, &session)?)),
+        }
+    }
+
+    fn decide(
+        &self,
+        conn: &mut DbConnection,
+        request: &AuthRequest,
+        client: &Client,
+        session: Option<&Session>,
+    ) -> Result<Decision> {
+        let now = self.inner.clock.now();
+        let prompt = request.prompt.as_deref().unwrap_or("");
+        let Some(session) = session else {
+            return Ok(Decision::Login);
+        };
+        let fresh = session.auth_time >= request.created_at;
+        if prompt.split(' ').any(|p| p == "login") && !fresh {
+            return Ok(Decision::Login);
+        }
+        if request.max_age.is_some_and(|m| now - session.auth_time > m) {
+            return Ok(Decision::Login);
+        }
+        let wanted = Scopes::parse(&request.scope);
+        let consent: Option<(String, i64)> = consents::table
+            .find((&session.citizen_id, &client.id))
+            .select((consents::scopes, consents::granted_at))
+            .first(conn)
+            .optional()?;
+        let needs = match &consent {
+            None => true,
+            Some((scopes, granted_at)) => {
+                !Scopes::parse(scopes).covers(&wanted)
+                    || (prompt.split(' ').any(|p| p == "consent") && *granted_at < request.created_at)
+            }
+        };
+        if needs {
+            return Ok(Decision::Consent(wanted.iter().map(str::to_owned).collect()));
+        }
+        Ok(Decision::Issue(session.clone()))
+    }
+
+    fn pending(conn: &mut DbConnection, id: &str, now: i64) -> Result<(AuthRequest, Client)> {
+        let request: AuthRequest = auth_requests::table
+            .find(id)
+            .first(conn)
+            .optional()?
+            .filter(|r: &AuthRequest| r.expires_at > now)
+            .ok_or_else(|| {
+                Error::InvalidRequest(
+                    "this sign-in request has expired or was already used; return to the e-service and start again".into(),
+                )
+            })?;
+        let client = Self::client(conn, &request.client_id)?.ok_or(Error::NotFound)?;
+        Ok((request, client))
+    }
+
+    /// What the interaction page of a pending request should show.
+    pub async fn interaction(&self, id: String, token: Option<SessionToken>) -> Result<Interaction> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner.db.tx(|conn| {
+                let now = this.inner.clock.now();
+                let (request, client) = Self::pending(conn, &id, now)?;
+                let session = this.session_blocking(conn, token.as_ref())?;
+                Ok(match this.decide(conn, &request, &client, session.as_ref())? {
+                    Decision::Login => Interaction::Login {
+                        client_name: client.name,
+                        department: client.department,
+                        login_hint: request.login_hint,
+                        ui_locales: request.ui_locales,
+                    },
+                    Decision::Consent(scopes) => Interaction::Consent {
+                        client_name: client.name,
+                        department: client.department,
+                        scopes,
+                        ui_locales: request.ui_locales,
+                    },
+                    Decision::Issue(session) => {
+                        Interaction::Redirect(this.issue_code(conn, &request, &session)?)
+                    }
+                })
+            })
+        })
+        .await
+    }
+
+    /// Checks that a pending request exists (before a login attempt is counted against it).
+    pub async fn check_pending(&self, id: String) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner
+                .db
+                .with(|conn| Self::pending(conn, &id, this.inner.clock.now()).map(|_| ()))
+        })
+        .await
+    }
+
+    /// Records the citizen's answer on the consent page and returns where to go.
+    pub async fn consent(&self, id: String, token: Option<SessionToken>, allow: bool) -> Result<String> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner.db.tx(|conn| {
+                let now = this.inner.clock.now();
+                let (request, client) = Self::pending(conn, &id, now)?;
+                let session = this
+                    .session_blocking(conn, token.as_ref())?
+                    .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;
+                if !allow {
+                    diesel::delete(auth_requests::table.find(&request.id)).execute(conn)?;
+                    let mut params = vec![
+                        ("error", "access_denied"),
+                        ("error_description", "the citizen did not consent"),
+                    ];
+                    if let Some(s) = &request.state {
+                        params.push(("state", s));
+                    }
+                    params.push(("iss", &this.inner.config.issuer));
+                    return Ok(redirect_with(&request.redirect_uri, &params));
+                }
+                let existing: Option<String> = consents::table
+                    .find((&session.citizen_id, &client.id))
+                    .select(consents::scopes)
+                    .first(conn)
+                    .optional()?;
+                let scopes = Scopes::parse(&request.scope)
+                    .union(&existing.map(|s| Scopes::parse(&s)).unwrap_or_default());
+                diesel::delete(consents::table.find((&session.citizen_id, &client.id))).execute(conn)?;
+                diesel::insert_into(consents::table)
+                    .values((
+                        consents::citizen_id.eq(&session.citizen_id),
+                        consents::client_id.eq(&client.id),
+                        consents::scopes.eq(scopes.to_string()),
+                        consents::granted_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                this.issue_code(conn, &request, &session)
+            })
+        })
+        .await
+    }
+
+    fn issue_code(&self, conn: &mut DbConnection, request: &AuthRequest, session: &Session) -> Result<String> {
+        let now = self.inner.clock.now();
+        let code = random_token();
+        diesel::insert_into(auth_codes::table)
+            .values(&CodeRow {
+                code_hash: token_hash(&code),
+                client_id: request.client_id.clone(),
+                citizen_id: session.citizen_id.clone(),
+                redirect_uri: request.redirect_uri.clone(),
+                scope: request.scope.clone(),
+                nonce: request.nonce.clone(),
+                code_challenge: request.code_challenge.clone(),
+                auth_time: session.auth_time,
+                amr: session.amr.clone(),
+                acr: session.acr.clone(),
+                family_id: random_id(),
+                created_at: now,
+                expires_at: now + self.inner.config.code_ttl,
+                used_at: None,
+            })
+            .execute(conn)?;
+        diesel::delete(auth_requests::table.find(&request.id)).execute(conn)?;
+        let mut params = vec![("code", code.as_str())];
+        if let Some(s) = &request.state {
+            params.push(("state", s));
+        }
+        params.push(("iss", &self.inner.config.issuer));
+        Ok(redirect_with(&request.redirect_uri, &params))
+    }
+
+    // ----- token endpoint -----
+
+    fn authenticate(&self, conn: &mut DbConnection, auth: &ClientAuth) -> Result<Client> {
+        let (id, secret) = match auth {
+            ClientAuth::Secret { id, secret } => (id, Some(secret)),
+            ClientAuth::None { id } => (id, None),
+        };
+        let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
+        match (&client.secret_hash, secret) {
+            (Some(hash), Some(secret)) => {
+                if !self
+                    .inner
+                    .secrets
+                    .verify(&[client.id.as_bytes(), secret.expose().as_bytes()], hash)
+                {
+                    return Err(Error::InvalidClient);
+                }
+            }
+            (None, None) => {}
+            _ => return Err(Error::InvalidClient),
+        }
+        Ok(client)
+    }
+
+    /// The token endpoint: authenticates the client and runs the grant.
+    pub async fn token(&self, auth: ClientAuth, input: TokenInput) -> Result<TokenResponse> {
+        let this = self.clone();
+        blocking(move || this.token_blocking(auth, input)).await
+    }
+
+    fn token_blocking(&self, auth: ClientAuth, input: TokenInput) -> Result<TokenResponse> {
+        let client = self.inner.db.with(|conn| self.authenticate(conn, &auth))?;
+        match input.grant_type.as_deref() {
+            Some("authorization_code") => self.code_grant(client, input),
+            Some("refresh_token") => self.refresh_grant(client, input),
+            Some("client_credentials") => self.client_credentials_grant(client, input),
+            Some(_) => Err(Error::UnsupportedGrantType),
+            None => Err(Error::InvalidRequest("the grant_type parameter is missing".into())),
+        }
+    }
+
+    fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64, reason: &str) -> Result<()> {
+        diesel::update(token_families::table.find(family_id))
+            .filter(token_families::revoked_at.is_null())
+            .set((
+                token_families::revoked_at.eq(now),
+                token_families::revoked_reason.eq(reason),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    fn code_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
+        let code = input
+            .code
+            .ok_or_else(|| Error::InvalidRequest("the code parameter is missing".into()))?;
+        let redirect_uri = input
+            .redirect_uri
+            .ok_or_else(|| Error::InvalidRequest("the redirect_uri parameter is missing".into()))?;
+        let verifier = input
+            .code_verifier
+            .ok_or_else(|| Error::InvalidRequest("the code_verifier parameter is missing (PKCE is required)".into()))?;
+        if !is_pkce_value(&verifier) {
+            return Err(Error::InvalidRequest("the code_verifier is malformed".into()));
+        }
+        let now = self.inner.clock.now();
+        enum Outcome {
+            Grant(Box<CodeRow>),
+            Refused(&'static str),
+        }
+        // Revocation on reuse must commit even though the request fails, so the transaction
+        // returns the refusal as a value and the error is raised after it commits.
+        let outcome = self.inner.db.tx(|conn| {
+            let Some(row) = auth_codes::table
+                .find(token_hash(&code))
+                .first::<CodeRow>(conn)
+                .optional()?
+            else {
+                return Ok(Outcome::Refused("the code is not valid"));
+            };
+            if row.client_id != client.id {
+                return Ok(Outcome::Refused("the code was issued to another client"));
+            }
+            if row.used_at.is_some() {
+                Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
+                return Ok(Outcome::Refused("the code was already used; its tokens are revoked"));
+            }
+            if row.expires_at <= now {
+                return Ok(Outcome::Refused("the code has expired"));
+            }
+            let claimed = diesel::update(auth_codes::table.find(&row.code_hash))
+                .filter(auth_codes::used_at.is_null())
+                .set(auth_codes::used_at.eq(now))
+                .execute(conn)?;
+            if claimed != 1 {
+                Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
+                return Ok(Outcome::Refused("the code was already used"));
+            }
+            if row.redirect_uri != redirect_uri {
+                return Ok(Outcome::Refused("the redirect_uri does not match the authorization request"));
+            }
+            let computed = b64(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
+            if computed != row.code_challenge {
+                return Ok(Outcome::Refused("the code_verifier does not match the code_challenge"));
+            }
+            diesel::insert_into(token_families::table)
+                .values((
+                    token_families::id.eq(&row.family_id),
+                    token_families::client_id.eq(&row.client_id),
+                    token_families::citizen_id.eq(&row.citizen_id),
+                    token_families::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(Outcome::Grant(Box::new(row)))
+        })?;
+        let row = match outcome {
+            Outcome::Grant(row) => row,
+            Outcome::Refused(why) => return Err(Error::InvalidGrant(why)),
+        };
+        let grant = Grant {
+            family_id: row.family_id,
+            client,
+            citizen_id: row.citizen_id,
+            scope: Scopes::parse(&row.scope),
+            nonce: row.nonce,
+            auth_time: row.auth_time,
+            amr: row.amr,
+            acr: row.acr,
+        };
+        self.issue_tokens(&grant)
+    }
+
+    fn refresh_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
+        let token = input
+            .refresh_token
+            .ok_or_else(|| Error::InvalidRequest("the refresh_token parameter is missing".into()))?;
+        let now = self.inner.clock.now();
+        enum Outcome {
+            Grant(Box<Grant>),
+            Refused(&'static str),
+        }
+        let outcome = self.inner.db.tx(|conn| {
+            let Some(row) = refresh_tokens::table
+                .find(token_hash(&token))
+                .first::<RefreshRow>(conn)
+                .optional()?
+            else {
+                return Ok(Outcome::Refused("the refresh token is not valid"));
+            };
+            let family: FamilyRow = token_families::table.find(&row.family_id).first(conn)?;
+            if family.client_id != client.id {
+                return Ok(Outcome::Refused("the refresh token was issued to another client"));
+            }
+            if family.revoked_at.is_some() {
+                return Ok(Outcome::Refused("the refresh token has been revoked"));
+            }
+            if row.used_at.is_some() {
+                Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
+                return Ok(Outcome::Refused("the refresh token was already used; its grant is revoked"));
+            }
+            if row.expires_at <= now {
+                return Ok(Outcome::Refused("the refresh token has expired"));
+            }
+            let claimed = diesel::update(refresh_tokens::table.find(token_hash(&token)))
+                .filter(refresh_tokens::used_at.is_null())
+                .set(refresh_tokens::used_at.eq(now))
+                .execute(conn)?;
+            if claimed != 1 {
+                Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
+                return Ok(Outcome::Refused("the refresh token was already used"));
+            }
+            let active: i64 = citizens::table
+                .find(&family.citizen_id)
+                .filter(citizens::status.eq("active"))
+                .count()
+                .get_result(conn)?;
+            if active == 0 {
+                return Ok(Outcome::Refused("the account is not active"));
+            }
+            let original = Scopes::parse(&row.scope);
+            let scope = match input.scope.as_deref() {
+                None => original,
+                Some(s) => {
+                    let asked = Scopes::parse(s);
+                    if !original.covers(&asked) {
+                        return Err(Error::InvalidScope("a refresh cannot widen the scope".into()));
+                    }
+                    asked
+                }
+            };
+            Ok(Outcome::Grant(Box::new(Grant {
+                family_id: row.family_id,
+                client: client.clone(),
+                citizen_id: family.citizen_id,
+                scope,
+                nonce: None,
+                auth_time: row.auth_time,
+                amr: row.amr,
+                acr: row.acr,
+            })))
+        })?;
+        match outcome {
+            Outcome::Grant(grant) => self.issue_tokens(&grant),
+            Outcome::Refused(why) => Err(Error::InvalidGrant(why)),
+        }
+    }
+
+    fn client_credentials_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
+        if !client.is_confidential() {
+            return Err(Error::UnauthorizedClient("client_credentials is for confidential clients"));
+        }
+        let registered = Scopes::parse(
+            &client
+                .scopes
+                .iter()
+                .filter(|s| !USER_SCOPES.contains(s))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        let scope = match input.scope.as_deref() {
+            None => registered,
+            Some(s) => {
+                let asked = Scopes::parse(s);
+                if !registered.covers(&asked) {
+                    return Err(Error::InvalidScope(
+                        "the scope is not registered for this client's back end".into(),
+                    ));
+                }
+                asked
+            }
+        };
+        let now = self.inner.clock.now();
+        let claims = AccessClaims {
+            iss: self.inner.config.issuer.clone(),
+            sub: client.id.clone(),
+            aud: self.inner.config.issuer.clone(),
+            client_id: client.id.clone(),
+            scope: scope.to_string(),
+            iat: now,
+            exp: now + self.inner.config.access_token_ttl,
+            jti: random_token(),
+            auth_time: None,
+            acr: None,
+            amr: None,
+            fid: None,
+        };
+        let access_token = self.inner.keys.sign(SigningAlg::Es256, "at+jwt", &claims)?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.inner.config.access_token_ttl,
+            id_token: None,
+            refresh_token: None,
+            scope: scope.to_string(),
+        })
+    }
+
+    fn issue_tokens(&self, grant: &Grant) -> Result<TokenResponse> {
+        let cfg = &self.inner.config;
+        let now = self.inner.clock.now();
+        let sub = self.subject(&grant.client.sector, &grant.citizen_id);
+        let amr: Vec<String> = grant.amr.split(' ').map(str::to_owned).collect();
+        let access = AccessClaims {
+            iss: cfg.issuer.clone(),
+            sub: sub.clone(),
+            aud: cfg.issuer.clone(),
+            client_id: grant.client.id.clone(),
+            scope: grant.scope.to_string(),
+            iat: now,
+            exp: now + cfg.access_token_ttl,
+            jti: random_token(),
+            auth_time: Some(grant.auth_time),
+            acr: Some(grant.acr.clone()),
+            amr: Some(amr.clone()),
+            fid: Some(grant.family_id.clone()),
+        };
+        let access_token = self.inner.keys.sign(SigningAlg::Es256, "at+jwt", &access)?;
+        let mut id = json!({
+            "iss": cfg.issuer,
+            "sub": sub,
+            "aud": grant.client.id,
+            "azp": grant.client.id,
+            "iat": now,
+            "exp": now + cfg.id_token_ttl,
+            "auth_time": grant.auth_time,
+            "acr": grant.acr,
+            "amr": amr,
+            "at_hash": at_hash(grant.client.id_token_alg, &access_token),
+        });
+        if let Some(n) = &grant.nonce {
+            id["nonce"] = json!(n);
+        }
+        let id_token = self.inner.keys.sign(grant.client.id_token_alg, "JWT", &id)?;
+        let refresh = random_token();
+        self.inner.db.with(|conn| {
+            diesel::insert_into(refresh_tokens::table)
+                .values((
+                    refresh_tokens::token_hash.eq(token_hash(&refresh)),
+                    refresh_tokens::family_id.eq(&grant.family_id),
+                    refresh_tokens::scope.eq(grant.scope.to_string()),
+                    refresh_tokens::auth_time.eq(grant.auth_time),
+                    refresh_tokens::amr.eq(&grant.amr),
+                    refresh_tokens::acr.eq(&grant.acr),
+                    refresh_tokens::created_at.eq(now),
+                    refresh_tokens::expires_at.eq(now + cfg.refresh_token_ttl),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: cfg.access_token_ttl,
+            id_token: Some(id_token),
+            refresh_token: Some(refresh),
+            scope: grant.scope.to_string(),
+        })
+    }
+
+    // ----- UserInfo and consent -----
+
+    /// The claims UserInfo releases for an access token: only scopes the token carries
+    /// and the citizen still consents to.
+    pub async fn userinfo(&self, access_token: String) -> Result<Value> {
+        let this = self.clone();
+        blocking(move || {
+            let cfg = &this.inner.config;
+            let claims: AccessClaims = this.inner.keys.verify(&access_token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+            let fid = claims.fid.ok_or(Error::InvalidToken)?;
+            let scope = Scopes::parse(&claims.scope);
+            if !scope.has("openid") {
+                return Err(Error::InvalidToken);
+            }
+            this.inner.db.with(|conn| {
+                let family: FamilyRow = token_families::table
+                    .find(&fid)
+                    .first(conn)
+                    .optional()?
+                    .ok_or(Error::InvalidToken)?;
+                if family.revoked_at.is_some() {
+                    return Err(Error::InvalidToken);
+                }
+                let citizen: (String, String, Option<String>, i32, Option<String>, i32, Option<String>) = citizens::table
+                    .find(&family.citizen_id)
+                    .filter(citizens::status.eq("active"))
+                    .select((citizens::name_en, citizens::name_zh, citizens::email, citizens::email_verified, citizens::phone, citizens::phone_verified, citizens::address))
+                    .first(conn)
+                    .optional()?
+                    .ok_or(Error::InvalidToken)?;
+                let consented: Scopes = consents::table
+                    .find((&family.citizen_id, &family.client_id))
+                    .select(consents::scopes)
+                    .first::<String>(conn)
+                    .optional()?
+                    .map(|s| Scopes::parse(&s))
+                    .unwrap_or_default();
+                let released = scope.intersect(&consented);
+                let (name_en, name_zh, email, email_verified, phone, phone_verified, address) = citizen;
+                let mut out = Map::new();
+                out.insert("sub".into(), json!(claims.sub));
+                if released.has("profile") {
+                    out.insert("name".into(), json!(name_en));
+                    out.insert("name#zh-Hant".into(), json!(name_zh));
+                }
+                if released.has("email") {
+                    if let Some(e) = email {
+                        out.insert("email".into(), json!(e));
+                        out.insert("email_verified".into(), json!(email_verified != 0));
+                    }
+                }
+                if released.has("phone") {
+                    if let Some(p) = phone {
+                        out.insert("phone_number".into(), json!(p));
+                        out.insert("phone_number_verified".into(), json!(phone_verified != 0));
+                    }
+                }
+                if released.has("address") {
+                    if let Some(a) = address {
+                        out.insert("address".into(), json!({ "formatted": a }));
+                    }
+                }
+                Ok(Value::Object(out))
+            })
+        })
+        .await
+    }
+
+    /// The consents of the session's citizen.
+    pub async fn consents(&self, token: Option<SessionToken>) -> Result<Option<(Session, Vec<ConsentView>)>> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner.db.with(|conn| {
+                let Some(session) = this.session_blocking(conn, token.as_ref())? else {
+                    return Ok(None);
+                };
+                let rows: Vec<(String, String, String, String, i64)> = consents::table
+                    .inner_join(clients::table)
+                    .filter(consents::citizen_id.eq(&session.citizen_id))
+                    .select((clients::id, clients::name, clients::department, consents::scopes, consents::granted_at))
+                    .order(clients::name)
+                    .load(conn)?;
+                let views = rows
+                    .into_iter()
+                    .map(|(client_id, client_name, department, scopes, granted_at)| ConsentView {
+                        client_id,
+                        client_name,
+                        department,
+                        scopes,
+                        granted_at,
+                    })
+                    .collect();
+                Ok(Some((session, views)))
+            })
+        })
+        .await
+    }
+
+    /// Withdraws the citizen's consent for a client and revokes the grants it covered.
+    pub async fn withdraw_consent(&self, token: Option<SessionToken>, client_id: String) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner.db.tx(|conn| {
+                let session = this
+                    .session_blocking(conn, token.as_ref())?
+                    .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;
+                let now = this.inner.clock.now();
+                let n = diesel::delete(consents::table.find((&session.citizen_id, &client_id))).execute(conn)?;
+                if n == 0 {
+                    return Err(Error::NotFound);
+                }
+                diesel::update(token_families::table)
+                    .filter(token_families::citizen_id.eq(&session.citizen_id))
+                    .filter(token_families::client_id.eq(&client_id))
+                    .filter(token_families::revoked_at.is_null())
+                    .set((
+                        token_families::revoked_at.eq(now),
+                        token_families::revoked_reason.eq("consent withdrawn"),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+enum Decision {
+    Login,
+    Consent(Vec<String>),
+    Issue(Session),
+}

@@ -1,0 +1,162 @@
+//! Table definitions shared by both backends (kept by hand to match `migrations/`).
+
+diesel::table! {
+    citizens (id) {
+        id -> Text,
+        username -> Text,
+        name_en -> Text,
+        name_zh -> Text,
+        email -> Nullable<Text>,
+        email_verified -> Integer,
+        phone -> Nullable<Text>,
+        phone_verified -> Integer,
+        address -> Nullable<Text>,
+        status -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    password_credentials (citizen_id) {
+        citizen_id -> Text,
+        phc -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        department -> Text,
+        sector -> Text,
+        secret_hash -> Nullable<Text>,
+        redirect_uris -> Text,
+        scopes -> Text,
+        id_token_alg -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        citizen_id -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        acr -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_requests (id) {
+        id -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        state -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        code_challenge -> Text,
+        prompt -> Nullable<Text>,
+        max_age -> Nullable<BigInt>,
+        login_hint -> Nullable<Text>,
+        ui_locales -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        citizen_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        code_challenge -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        acr -> Text,
+        family_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    token_families (id) {
+        id -> Text,
+        client_id -> Text,
+        citizen_id -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        scope -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        acr -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    consents (citizen_id, client_id) {
+        citizen_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_key -> Text,
+        public_jwk -> Text,
+        created_at -> BigInt,
+        active_from -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    throttles (key) {
+        key -> Text,
+        failures -> BigInt,
+        window_start -> BigInt,
+        last_failure_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    citizens,
+    password_credentials,
+    clients,
+    sessions,
+    auth_requests,
+    auth_codes,
+    token_families,
+    refresh_tokens,
+    consents,
+    signing_keys,
+    throttles,
+);
+
+diesel::joinable!(password_credentials -> citizens (citizen_id));
+diesel::joinable!(sessions -> citizens (citizen_id));
+diesel::joinable!(consents -> clients (client_id));

@@ -1,0 +1,249 @@
+//! The database: one connection type over SQLite and PostgreSQL, a pool, and migrations.
+//!
+//! SQLite is the embedded default (a file in the data directory, WAL mode, a busy timeout);
+//! a `postgres://` URL selects PostgreSQL. Only SQL common to both is used, so the rest of
+//! the core never asks which backend it is on. Where a backend needs its own SQL, the match
+//! on [`DbConnection`] is in this module.
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Migrations of each backend, compiled into the binary.
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// PostgreSQL, for several replicas.
+    Postgres(PgConnection),
+    /// Embedded SQLite, the single-machine default.
+    Sqlite(SqliteConnection),
+}
+
+/// The pooled connection handed to storage functions.
+pub type Conn = PooledConnection<Manager>;
+
+/// Which backend a URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// Anything else is a SQLite file path (or `sqlite://path`).
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Sets per-connection options that SQLite does not persist.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> std::result::Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            // WAL lets readers proceed while one writer commits; the busy timeout makes a
+            // second writer wait instead of failing at once; foreign keys are off by default.
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens connections as the backend the URL names. diesel's generic manager would try each
+/// backend in turn, and SQLite accepts any string as a file name, so a PostgreSQL URL with
+/// the server down could silently become a stray SQLite file.
+#[derive(Debug)]
+pub struct Manager {
+    url: String,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<DbConnection, diesel::r2d2::Error> {
+        match Backend::of(&self.url) {
+            Backend::Postgres => PgConnection::establish(&self.url).map(DbConnection::Postgres),
+            Backend::Sqlite => {
+                SqliteConnection::establish(sqlite_path(&self.url)).map(DbConnection::Sqlite)
+            }
+        }
+        .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> std::result::Result<(), diesel::r2d2::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// The pool of database connections, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("backend", &self.backend).finish()
+    }
+}
+
+fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://").unwrap_or(url)
+}
+
+impl Db {
+    /// Opens a pool of `size` connections. For SQLite the URL is a file path.
+    pub fn open(url: &str, size: u32) -> Result<Self> {
+        let backend = Backend::of(url);
+        let manager = Manager { url: url.to_owned() };
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(manager)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Which backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection from the pool. Blocking: call from a blocking thread.
+    pub fn conn(&self) -> Result<Conn> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies every pending migration of this backend; returns how many ran.
+    pub fn migrate(&self) -> Result<usize> {
+        let mut conn = self.conn()?;
+        let ran = match &mut *conn {
+            DbConnection::Postgres(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(|e| Error::Internal(format!("migration failed: {e}")))?
+                .len(),
+            DbConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| Error::Internal(format!("migration failed: {e}")))?
+                .len(),
+        };
+        Ok(ran)
+    }
+
+    /// Runs `f` in one transaction on a pooled connection.
+    pub fn tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        DbConnection::transaction(&mut conn, f)
+    }
+
+    /// Runs `f` on a pooled connection without a transaction.
+    pub fn with<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+}
+
+/// Helpers for tests on both backends.
+pub mod testing {
+    use super::*;
+
+    /// The PostgreSQL server the tests use.
+    pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    /// Creates a fresh, empty PostgreSQL database and returns its URL.
+    pub fn fresh_postgres_url() -> String {
+        let base = std::env::var("IDENTITY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| POSTGRES_ADMIN_URL.to_owned());
+        let mut admin = PgConnection::establish(&base)
+            .expect("PostgreSQL must be reachable at 127.0.0.1:5432 for this test");
+        let name = format!(
+            "identity_test_{}",
+            crate::crypto::random_id()
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+        format!("{prefix}/{name}")
+    }
+
+    /// A migrated pool on a fresh database of the given backend; keep the guard alive.
+    pub fn fresh_db(backend: Backend) -> (Db, Option<tempfile_guard::Dir>) {
+        match backend {
+            Backend::Postgres => {
+                let db = Db::open(&fresh_postgres_url(), 4).expect("open postgres");
+                db.migrate().expect("migrate");
+                (db, None)
+            }
+            Backend::Sqlite => {
+                let dir = tempfile_guard::Dir::new();
+                let db = Db::open(&dir.path().join("test.db").to_string_lossy(), 4)
+                    .expect("open sqlite");
+                db.migrate().expect("migrate");
+                (db, Some(dir))
+            }
+        }
+    }
+
+    /// A temporary directory removed on drop, without a dependency for it.
+    pub mod tempfile_guard {
+        use std::path::{Path, PathBuf};
+
+        /// The directory; removed when dropped.
+        #[derive(Debug)]
+        pub struct Dir(PathBuf);
+
+        impl Dir {
+            /// A new empty directory under the system's temporary directory.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "identity-test-{}",
+                    crate::crypto::random_id().replace(['-', '_'], "x")
+                ));
+                std::fs::create_dir_all(&p).expect("create temp dir");
+                Dir(p)
+            }
+
+            /// Its path.
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}

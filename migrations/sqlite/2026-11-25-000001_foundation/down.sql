@@ -1,0 +1,11 @@
+DROP TABLE throttles;
+DROP TABLE signing_keys;
+DROP TABLE consents;
+DROP TABLE refresh_tokens;
+DROP TABLE token_families;
+DROP TABLE auth_codes;
+DROP TABLE auth_requests;
+DROP TABLE sessions;
+DROP TABLE clients;
+DROP TABLE password_credentials;
+DROP TABLE citizens;
