@@ -47,7 +47,8 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// Decodes base64url without padding.
 pub fn b64_decode(s: &str) -> Result<Vec<u8>> {
-    B64.decode(s).map_err(|_| Error::InvalidRequest("bad base64url".into()))
+    B64.decode(s)
+        .map_err(|_| Error::InvalidRequest("bad base64url".into()))
 }
 
 /// The 256-bit key-encryption key. Its `Debug` never shows the key.

@@ -34,7 +34,7 @@ use std::fmt;
 use std::ptr;
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
-use jsonwebtoken::errors::{ErrorKind, Result as JwtResult, new_error};
+use jsonwebtoken::errors::{new_error, ErrorKind, Result as JwtResult};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, OctetKeyPairParameters,
     OctetKeyPairType, ThumbprintHash,
@@ -42,8 +42,8 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::signature::{self, Signer, Verifier};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey};
 
-use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use ring::digest;
 use ring::rand::SystemRandom;
 use ring::signature::{
@@ -474,7 +474,7 @@ mod der {
 mod tests {
     use super::*;
     use jsonwebtoken::errors::Error;
-    use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
+    use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
     use ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
     use serde::{Deserialize, Serialize};
 

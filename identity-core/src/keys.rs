@@ -4,9 +4,7 @@
 use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::SystemRandom;
-use ring::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -155,7 +153,12 @@ impl KeyStore {
     }
 
     /// Adds a key of `alg` that signs from `active_from` (now, or later to pre-publish it).
-    pub fn add_key(&self, conn: &mut DbConnection, alg: SigningAlg, active_from: i64) -> Result<String> {
+    pub fn add_key(
+        &self,
+        conn: &mut DbConnection,
+        alg: SigningAlg,
+        active_from: i64,
+    ) -> Result<String> {
         let (der, jwk) = generate(alg)?;
         let kid = random_id();
         let sealed = self.kek.seal(&format!("signing-key:{kid}"), &der);
@@ -295,7 +298,13 @@ impl KeyStore {
 
     /// Verifies a JWT we signed: known `kid`, the key's own algorithm, `typ`, issuer,
     /// audience and expiry. Any failure is [`Error::InvalidToken`].
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, typ: &str, issuer: &str, audience: &str) -> Result<T> {
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<T> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
         if header.typ.as_deref() != Some(typ) {
             return Err(Error::InvalidToken);

@@ -182,6 +182,8 @@ pub struct NewClient {
     pub public: bool,
     /// ID token algorithm; ES256 when `None`.
     pub id_token_alg: Option<String>,
+    /// A fixed secret, for seeded demo data only; generated when `None`.
+    pub secret: Option<ClientSecret>,
 }
 
 /// A client secret, shown once at registration. Its `Debug` never shows it.

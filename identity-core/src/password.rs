@@ -101,7 +101,8 @@ impl Hasher {
         )
         .map_err(|e| e.to_string())?;
         let workers = config.workers.max(1);
-        let dummy = hash_blocking(&params, &crate::crypto::random_token()).map_err(|e| e.to_string())?;
+        let dummy =
+            hash_blocking(&params, &crate::crypto::random_token()).map_err(|e| e.to_string())?;
         Ok(Hasher {
             params,
             admission: Arc::new(Semaphore::new(workers + config.queue)),
@@ -115,7 +116,10 @@ impl Hasher {
         self.admission.available_permits()
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce(&Params) -> T + Send + 'static) -> Result<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Params) -> T + Send + 'static,
+    ) -> Result<T> {
         let _admitted = self
             .admission
             .clone()
@@ -288,7 +292,12 @@ mod tests {
         let phc = h.hash(&pw).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert!(h.verify(Some(phc.clone()), &pw).await.unwrap().ok);
-        assert!(!h.verify(Some(phc), &Password::new("wrong")).await.unwrap().ok);
+        assert!(
+            !h.verify(Some(phc), &Password::new("wrong"))
+                .await
+                .unwrap()
+                .ok
+        );
         assert!(!h.verify(None, &pw).await.unwrap().ok);
     }
 
@@ -307,9 +316,17 @@ mod tests {
         assert!(checked.ok);
         let new = checked.rehash.expect("rehash");
         assert!(new.contains("m=128,t=2,p=1"));
-        let wrong = strong.verify(Some(old), &Password::new("nope")).await.unwrap();
+        let wrong = strong
+            .verify(Some(old), &Password::new("nope"))
+            .await
+            .unwrap();
         assert!(wrong.rehash.is_none());
-        assert!(strong.verify(Some(new), &pw).await.unwrap().rehash.is_none());
+        assert!(strong
+            .verify(Some(new), &pw)
+            .await
+            .unwrap()
+            .rehash
+            .is_none());
     }
 
     #[tokio::test]

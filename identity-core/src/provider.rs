@@ -424,8 +424,7 @@ fn redirect_with(uri: &str, params: &[(&str, &str)]) -> String {
 /// A PKCE value: 43 to 128 characters of the unreserved set (RFC 7636 §4.1).
 fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
@@ -433,7 +432,14 @@ fn normalize_username(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-const USER_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "address", "offline_access"];
+const USER_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "offline_access",
+];
 
 impl Provider {
     /// Builds the provider over a migrated database.
@@ -487,10 +493,14 @@ impl Provider {
     /// (shown once: only a keyed hash is stored).
     pub fn register_client(&self, new: NewClient) -> Result<(Client, Option<ClientSecret>)> {
         if new.name.trim().is_empty() || new.department.trim().is_empty() {
-            return Err(Error::InvalidRequest("name and department are required".into()));
+            return Err(Error::InvalidRequest(
+                "name and department are required".into(),
+            ));
         }
         if new.redirect_uris.is_empty() {
-            return Err(Error::InvalidRequest("at least one redirect URI is required".into()));
+            return Err(Error::InvalidRequest(
+                "at least one redirect URI is required".into(),
+            ));
         }
         for uri in &new.redirect_uris {
             check_redirect_uri(uri)?;
@@ -498,12 +508,20 @@ impl Provider {
         let alg = SigningAlg::parse(new.id_token_alg.as_deref().unwrap_or("ES256"))?;
         let id = new.id.unwrap_or_else(random_id);
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::InvalidRequest("client id must be 1-128 visible ASCII characters".into()));
+            return Err(Error::InvalidRequest(
+                "client id must be 1-128 visible ASCII characters".into(),
+            ));
         }
-        let secret = (!new.public).then(|| ClientSecret::new(random_token()));
-        let secret_hash = secret
-            .as_ref()
-            .map(|s| self.inner.secrets.hash(&[id.as_bytes(), s.expose().as_bytes()]));
+        let secret = (!new.public).then(|| {
+            new.secret
+                .clone()
+                .unwrap_or_else(|| ClientSecret::new(random_token()))
+        });
+        let secret_hash = secret.as_ref().map(|s| {
+            self.inner
+                .secrets
+                .hash(&[id.as_bytes(), s.expose().as_bytes()])
+        });
         let scopes = Scopes::parse(new.scopes.as_deref().unwrap_or(DEFAULT_CLIENT_SCOPES));
         let sector = new.sector.unwrap_or_else(|| new.department.clone());
         let client = Client {
@@ -525,14 +543,18 @@ impl Provider {
                     clients::department.eq(&client.department),
                     clients::sector.eq(&client.sector),
                     clients::secret_hash.eq(&client.secret_hash),
-                    clients::redirect_uris.eq(serde_json::to_string(&client.redirect_uris).map_err(Error::internal)?),
+                    clients::redirect_uris
+                        .eq(serde_json::to_string(&client.redirect_uris)
+                            .map_err(Error::internal)?),
                     clients::scopes.eq(client.scopes.to_string()),
                     clients::id_token_alg.eq(client.id_token_alg.as_str()),
                     clients::created_at.eq(now),
                 ))
                 .execute(conn)
                 .map_err(|e| match Error::from(e) {
-                    Error::Conflict(_) => Error::Conflict(format!("client {} already exists", client.id)),
+                    Error::Conflict(_) => {
+                        Error::Conflict(format!("client {} already exists", client.id))
+                    }
                     other => other,
                 })
         })?;
@@ -574,9 +596,15 @@ impl Provider {
     pub async fn add_citizen(&self, new: NewCitizen, password: &Password) -> Result<String> {
         let username = normalize_username(&new.username);
         if username.is_empty() || username.len() > 64 {
-            return Err(Error::InvalidRequest("username must be 1-64 characters".into()));
+            return Err(Error::InvalidRequest(
+                "username must be 1-64 characters".into(),
+            ));
         }
-        let context = [username.as_str(), new.email.as_deref().unwrap_or(""), new.name_en.as_str()];
+        let context = [
+            username.as_str(),
+            new.email.as_deref().unwrap_or(""),
+            new.name_en.as_str(),
+        ];
         self.inner.config.policy.check(password, &context)?;
         let phc = self.inner.hasher.hash(password).await?;
         let this = self.clone();
@@ -600,7 +628,9 @@ impl Provider {
                     ))
                     .execute(conn)
                     .map_err(|e| match Error::from(e) {
-                        Error::Conflict(_) => Error::Conflict(format!("user {username} already exists")),
+                        Error::Conflict(_) => {
+                            Error::Conflict(format!("user {username} already exists"))
+                        }
                         other => other,
                     })?;
                 diesel::insert_into(password_credentials::table)
@@ -625,11 +655,15 @@ impl Provider {
     }
 
     fn account_key(&self, username: &str) -> String {
-        self.inner.throttle_key.hash(&[b"account", username.as_bytes()])
+        self.inner
+            .throttle_key
+            .hash(&[b"account", username.as_bytes()])
     }
 
     fn address_key(&self, address: &str) -> String {
-        self.inner.throttle_key.hash(&[b"address", address.as_bytes()])
+        self.inner
+            .throttle_key
+            .hash(&[b"address", address.as_bytes()])
     }
 
     // ----- login and sessions -----
@@ -709,7 +743,11 @@ impl Provider {
     }
 
     /// The live session behind a cookie, if any; refreshes its idle timer.
-    fn session_blocking(&self, conn: &mut DbConnection, token: Option<&SessionToken>) -> Result<Option<Session>> {
+    fn session_blocking(
+        &self,
+        conn: &mut DbConnection,
+        token: Option<&SessionToken>,
+    ) -> Result<Option<Session>> {
         let Some(token) = token else { return Ok(None) };
         let hash = token_hash(token.expose());
         let now = self.inner.clock.now();
@@ -740,13 +778,23 @@ impl Provider {
                 .set(sessions::last_seen_at.eq(now))
                 .execute(conn)?;
         }
-        Ok(Some(Session { citizen_id, auth_time, amr, acr }))
+        Ok(Some(Session {
+            citizen_id,
+            auth_time,
+            amr,
+            acr,
+        }))
     }
 
     /// The live session behind a cookie, if any.
     pub async fn session(&self, token: Option<SessionToken>) -> Result<Option<Session>> {
         let this = self.clone();
-        blocking(move || this.inner.db.with(|conn| this.session_blocking(conn, token.as_ref()))).await
+        blocking(move || {
+            this.inner
+                .db
+                .with(|conn| this.session_blocking(conn, token.as_ref()))
+        })
+        .await
     }
 
     /// Ends a session.
@@ -766,9 +814,18 @@ impl Provider {
     /// Validates an authorization request and decides the next step. Errors before the
     /// redirect URI is trusted come back as `Err` (the server shows a page); errors after
     /// it come back as a redirect to the client.
-    pub async fn authorize(&self, input: AuthorizeInput, session: Option<SessionToken>) -> Result<Step> {
+    pub async fn authorize(
+        &self,
+        input: AuthorizeInput,
+        session: Option<SessionToken>,
+    ) -> Result<Step> {
         let this = self.clone();
-        blocking(move || this.inner.db.tx(|conn| this.authorize_blocking(conn, input, session.as_ref()))).await
+        blocking(move || {
+            this.inner
+                .db
+                .tx(|conn| this.authorize_blocking(conn, input, session.as_ref()))
+        })
+        .await
     }
 
     fn authorize_blocking(
@@ -779,14 +836,17 @@ impl Provider {
     ) -> Result<Step> {
         for p in ["client_id", "redirect_uri"] {
             if input.repeated.iter().any(|r| r == p) {
-                return Err(Error::InvalidRequest(format!("the {p} parameter is repeated")));
+                return Err(Error::InvalidRequest(format!(
+                    "the {p} parameter is repeated"
+                )));
             }
         }
         let client_id = input
             .client_id
             .ok_or_else(|| Error::InvalidRequest("the client_id parameter is missing".into()))?;
-        let client = Self::client(conn, &client_id)?
-            .ok_or_else(|| Error::InvalidRequest("the client_id is not a registered e-service".into()))?;
+        let client = Self::client(conn, &client_id)?.ok_or_else(|| {
+            Error::InvalidRequest("the client_id is not a registered e-service".into())
+        })?;
         let redirect_uri = input
             .redirect_uri
             .ok_or_else(|| Error::InvalidRequest("the redirect_uri parameter is missing".into()))?;
@@ -817,7 +877,12 @@ impl Provider {
         match input.response_type.as_deref() {
             None => return fail("invalid_request", "the response_type parameter is missing"),
             Some("code") => {}
-            Some(_) => return fail("unsupported_response_type", "only response_type=code is supported"),
+            Some(_) => {
+                return fail(
+                    "unsupported_response_type",
+                    "only response_type=code is supported",
+                )
+            }
         }
         let requested = Scopes::parse_supported(input.scope.as_deref().unwrap_or(""));
         if !requested.has("openid") {
@@ -825,24 +890,42 @@ impl Provider {
         }
         let scope = requested.intersect(&client.scopes);
         if !scope.has("openid") {
-            return fail("invalid_scope", "this e-service is not registered for openid");
+            return fail(
+                "invalid_scope",
+                "this e-service is not registered for openid",
+            );
         }
         let Some(challenge) = input.code_challenge else {
-            return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256");
+            return fail(
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            );
         };
         if input.code_challenge_method.as_deref() != Some("S256") {
-            return fail("invalid_request", "only the S256 code_challenge_method is supported");
+            return fail(
+                "invalid_request",
+                "only the S256 code_challenge_method is supported",
+            );
         }
         if challenge.len() != 43 || !is_pkce_value(&challenge) {
-            return fail("invalid_request", "the code_challenge is not a base64url SHA-256 value");
+            return fail(
+                "invalid_request",
+                "the code_challenge is not a base64url SHA-256 value",
+            );
         }
         let prompt = input.prompt.clone().unwrap_or_default();
         let prompts: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
-        if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
+        if prompts
+            .iter()
+            .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
+        {
             return fail("invalid_request", "unknown prompt value");
         }
         if prompts.contains(&"none") && prompts.len() > 1 {
-            return fail("invalid_request", "prompt=none cannot be combined with other values");
+            return fail(
+                "invalid_request",
+                "prompt=none cannot be combined with other values",
+            );
         }
         let max_age = match input.max_age.as_deref() {
             None => None,
@@ -851,9 +934,17 @@ impl Provider {
                 _ => return fail("invalid_request", "max_age must be a non-negative integer"),
             },
         };
-        for (name, value) in [("state", &input.state), ("nonce", &input.nonce), ("login_hint", &input.login_hint), ("ui_locales", &input.ui_locales)] {
+        for (name, value) in [
+            ("state", &input.state),
+            ("nonce", &input.nonce),
+            ("login_hint", &input.login_hint),
+            ("ui_locales", &input.ui_locales),
+        ] {
             if value.as_ref().is_some_and(|v| v.len() > 512) {
-                return fail("invalid_request", &format!("the {name} parameter is too long"));
+                return fail(
+                    "invalid_request",
+                    &format!("the {name} parameter is too long"),
+                );
             }
         }
         let now = self.inner.clock.now();
@@ -887,7 +978,9 @@ impl Provider {
                     .execute(conn)?;
                 Ok(Step::Interact(request.id))
             }
-            Decision::Issue(session) => Ok(Step::Redirect(self.issue_code(conn, &request, &session)?)),
+            Decision::Issue(session) => {
+                Ok(Step::Redirect(self.issue_code(conn, &request, &session)?))
+            }
         }
     }
 
@@ -920,11 +1013,14 @@ impl Provider {
             None => true,
             Some((scopes, granted_at)) => {
                 !Scopes::parse(scopes).covers(&wanted)
-                    || (prompt.split(' ').any(|p| p == "consent") && *granted_at < request.created_at)
+                    || (prompt.split(' ').any(|p| p == "consent")
+                        && *granted_at < request.created_at)
             }
         };
         if needs {
-            return Ok(Decision::Consent(wanted.iter().map(str::to_owned).collect()));
+            return Ok(Decision::Consent(
+                wanted.iter().map(str::to_owned).collect(),
+            ));
         }
         Ok(Decision::Issue(session.clone()))
     }
@@ -945,30 +1041,36 @@ impl Provider {
     }
 
     /// What the interaction page of a pending request should show.
-    pub async fn interaction(&self, id: String, token: Option<SessionToken>) -> Result<Interaction> {
+    pub async fn interaction(
+        &self,
+        id: String,
+        token: Option<SessionToken>,
+    ) -> Result<Interaction> {
         let this = self.clone();
         blocking(move || {
             this.inner.db.tx(|conn| {
                 let now = this.inner.clock.now();
                 let (request, client) = Self::pending(conn, &id, now)?;
                 let session = this.session_blocking(conn, token.as_ref())?;
-                Ok(match this.decide(conn, &request, &client, session.as_ref())? {
-                    Decision::Login => Interaction::Login {
-                        client_name: client.name,
-                        department: client.department,
-                        login_hint: request.login_hint,
-                        ui_locales: request.ui_locales,
+                Ok(
+                    match this.decide(conn, &request, &client, session.as_ref())? {
+                        Decision::Login => Interaction::Login {
+                            client_name: client.name,
+                            department: client.department,
+                            login_hint: request.login_hint,
+                            ui_locales: request.ui_locales,
+                        },
+                        Decision::Consent(scopes) => Interaction::Consent {
+                            client_name: client.name,
+                            department: client.department,
+                            scopes,
+                            ui_locales: request.ui_locales,
+                        },
+                        Decision::Issue(session) => {
+                            Interaction::Redirect(this.issue_code(conn, &request, &session)?)
+                        }
                     },
-                    Decision::Consent(scopes) => Interaction::Consent {
-                        client_name: client.name,
-                        department: client.department,
-                        scopes,
-                        ui_locales: request.ui_locales,
-                    },
-                    Decision::Issue(session) => {
-                        Interaction::Redirect(this.issue_code(conn, &request, &session)?)
-                    }
-                })
+                )
             })
         })
         .await
@@ -986,7 +1088,12 @@ impl Provider {
     }
 
     /// Records the citizen's answer on the consent page and returns where to go.
-    pub async fn consent(&self, id: String, token: Option<SessionToken>, allow: bool) -> Result<String> {
+    pub async fn consent(
+        &self,
+        id: String,
+        token: Option<SessionToken>,
+        allow: bool,
+    ) -> Result<String> {
         let this = self.clone();
         blocking(move || {
             this.inner.db.tx(|conn| {
@@ -1014,7 +1121,8 @@ impl Provider {
                     .optional()?;
                 let scopes = Scopes::parse(&request.scope)
                     .union(&existing.map(|s| Scopes::parse(&s)).unwrap_or_default());
-                diesel::delete(consents::table.find((&session.citizen_id, &client.id))).execute(conn)?;
+                diesel::delete(consents::table.find((&session.citizen_id, &client.id)))
+                    .execute(conn)?;
                 diesel::insert_into(consents::table)
                     .values((
                         consents::citizen_id.eq(&session.citizen_id),
@@ -1029,7 +1137,12 @@ impl Provider {
         .await
     }
 
-    fn issue_code(&self, conn: &mut DbConnection, request: &AuthRequest, session: &Session) -> Result<String> {
+    fn issue_code(
+        &self,
+        conn: &mut DbConnection,
+        request: &AuthRequest,
+        session: &Session,
+    ) -> Result<String> {
         let now = self.inner.clock.now();
         let code = random_token();
         diesel::insert_into(auth_codes::table)
@@ -1096,11 +1209,18 @@ impl Provider {
             Some("refresh_token") => self.refresh_grant(client, input),
             Some("client_credentials") => self.client_credentials_grant(client, input),
             Some(_) => Err(Error::UnsupportedGrantType),
-            None => Err(Error::InvalidRequest("the grant_type parameter is missing".into())),
+            None => Err(Error::InvalidRequest(
+                "the grant_type parameter is missing".into(),
+            )),
         }
     }
 
-    fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64, reason: &str) -> Result<()> {
+    fn revoke_family(
+        conn: &mut DbConnection,
+        family_id: &str,
+        now: i64,
+        reason: &str,
+    ) -> Result<()> {
         diesel::update(token_families::table.find(family_id))
             .filter(token_families::revoked_at.is_null())
             .set((
@@ -1118,11 +1238,15 @@ impl Provider {
         let redirect_uri = input
             .redirect_uri
             .ok_or_else(|| Error::InvalidRequest("the redirect_uri parameter is missing".into()))?;
-        let verifier = input
-            .code_verifier
-            .ok_or_else(|| Error::InvalidRequest("the code_verifier parameter is missing (PKCE is required)".into()))?;
+        let verifier = input.code_verifier.ok_or_else(|| {
+            Error::InvalidRequest(
+                "the code_verifier parameter is missing (PKCE is required)".into(),
+            )
+        })?;
         if !is_pkce_value(&verifier) {
-            return Err(Error::InvalidRequest("the code_verifier is malformed".into()));
+            return Err(Error::InvalidRequest(
+                "the code_verifier is malformed".into(),
+            ));
         }
         let now = self.inner.clock.now();
         enum Outcome {
@@ -1144,7 +1268,9 @@ impl Provider {
             }
             if row.used_at.is_some() {
                 Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
-                return Ok(Outcome::Refused("the code was already used; its tokens are revoked"));
+                return Ok(Outcome::Refused(
+                    "the code was already used; its tokens are revoked",
+                ));
             }
             if row.expires_at <= now {
                 return Ok(Outcome::Refused("the code has expired"));
@@ -1158,11 +1284,15 @@ impl Provider {
                 return Ok(Outcome::Refused("the code was already used"));
             }
             if row.redirect_uri != redirect_uri {
-                return Ok(Outcome::Refused("the redirect_uri does not match the authorization request"));
+                return Ok(Outcome::Refused(
+                    "the redirect_uri does not match the authorization request",
+                ));
             }
             let computed = b64(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
             if computed != row.code_challenge {
-                return Ok(Outcome::Refused("the code_verifier does not match the code_challenge"));
+                return Ok(Outcome::Refused(
+                    "the code_verifier does not match the code_challenge",
+                ));
             }
             diesel::insert_into(token_families::table)
                 .values((
@@ -1192,9 +1322,9 @@ impl Provider {
     }
 
     fn refresh_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
-        let token = input
-            .refresh_token
-            .ok_or_else(|| Error::InvalidRequest("the refresh_token parameter is missing".into()))?;
+        let token = input.refresh_token.ok_or_else(|| {
+            Error::InvalidRequest("the refresh_token parameter is missing".into())
+        })?;
         let now = self.inner.clock.now();
         enum Outcome {
             Grant(Box<Grant>),
@@ -1210,14 +1340,18 @@ impl Provider {
             };
             let family: FamilyRow = token_families::table.find(&row.family_id).first(conn)?;
             if family.client_id != client.id {
-                return Ok(Outcome::Refused("the refresh token was issued to another client"));
+                return Ok(Outcome::Refused(
+                    "the refresh token was issued to another client",
+                ));
             }
             if family.revoked_at.is_some() {
                 return Ok(Outcome::Refused("the refresh token has been revoked"));
             }
             if row.used_at.is_some() {
                 Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
-                return Ok(Outcome::Refused("the refresh token was already used; its grant is revoked"));
+                return Ok(Outcome::Refused(
+                    "the refresh token was already used; its grant is revoked",
+                ));
             }
             if row.expires_at <= now {
                 return Ok(Outcome::Refused("the refresh token has expired"));
@@ -1244,7 +1378,9 @@ impl Provider {
                 Some(s) => {
                     let asked = Scopes::parse(s);
                     if !original.covers(&asked) {
-                        return Err(Error::InvalidScope("a refresh cannot widen the scope".into()));
+                        return Err(Error::InvalidScope(
+                            "a refresh cannot widen the scope".into(),
+                        ));
                     }
                     asked
                 }
@@ -1268,7 +1404,9 @@ impl Provider {
 
     fn client_credentials_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
         if !client.is_confidential() {
-            return Err(Error::UnauthorizedClient("client_credentials is for confidential clients"));
+            return Err(Error::UnauthorizedClient(
+                "client_credentials is for confidential clients",
+            ));
         }
         let registered = Scopes::parse(
             &client
@@ -1351,7 +1489,10 @@ impl Provider {
         if let Some(n) = &grant.nonce {
             id["nonce"] = json!(n);
         }
-        let id_token = self.inner.keys.sign(grant.client.id_token_alg, "JWT", &id)?;
+        let id_token = self
+            .inner
+            .keys
+            .sign(grant.client.id_token_alg, "JWT", &id)?;
         let refresh = random_token();
         self.inner.db.with(|conn| {
             diesel::insert_into(refresh_tokens::table)
@@ -1386,7 +1527,10 @@ impl Provider {
         let this = self.clone();
         blocking(move || {
             let cfg = &this.inner.config;
-            let claims: AccessClaims = this.inner.keys.verify(&access_token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+            let claims: AccessClaims =
+                this.inner
+                    .keys
+                    .verify(&access_token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
             let fid = claims.fid.ok_or(Error::InvalidToken)?;
             let scope = Scopes::parse(&claims.scope);
             if !scope.has("openid") {
@@ -1401,10 +1545,26 @@ impl Provider {
                 if family.revoked_at.is_some() {
                     return Err(Error::InvalidToken);
                 }
-                let citizen: (String, String, Option<String>, i32, Option<String>, i32, Option<String>) = citizens::table
+                let citizen: (
+                    String,
+                    String,
+                    Option<String>,
+                    i32,
+                    Option<String>,
+                    i32,
+                    Option<String>,
+                ) = citizens::table
                     .find(&family.citizen_id)
                     .filter(citizens::status.eq("active"))
-                    .select((citizens::name_en, citizens::name_zh, citizens::email, citizens::email_verified, citizens::phone, citizens::phone_verified, citizens::address))
+                    .select((
+                        citizens::name_en,
+                        citizens::name_zh,
+                        citizens::email,
+                        citizens::email_verified,
+                        citizens::phone,
+                        citizens::phone_verified,
+                        citizens::address,
+                    ))
                     .first(conn)
                     .optional()?
                     .ok_or(Error::InvalidToken)?;
@@ -1416,7 +1576,8 @@ impl Provider {
                     .map(|s| Scopes::parse(&s))
                     .unwrap_or_default();
                 let released = scope.intersect(&consented);
-                let (name_en, name_zh, email, email_verified, phone, phone_verified, address) = citizen;
+                let (name_en, name_zh, email, email_verified, phone, phone_verified, address) =
+                    citizen;
                 let mut out = Map::new();
                 out.insert("sub".into(), json!(claims.sub));
                 if released.has("profile") {
@@ -1447,7 +1608,10 @@ impl Provider {
     }
 
     /// The consents of the session's citizen.
-    pub async fn consents(&self, token: Option<SessionToken>) -> Result<Option<(Session, Vec<ConsentView>)>> {
+    pub async fn consents(
+        &self,
+        token: Option<SessionToken>,
+    ) -> Result<Option<(Session, Vec<ConsentView>)>> {
         let this = self.clone();
         blocking(move || {
             this.inner.db.with(|conn| {
@@ -1457,18 +1621,26 @@ impl Provider {
                 let rows: Vec<(String, String, String, String, i64)> = consents::table
                     .inner_join(clients::table)
                     .filter(consents::citizen_id.eq(&session.citizen_id))
-                    .select((clients::id, clients::name, clients::department, consents::scopes, consents::granted_at))
+                    .select((
+                        clients::id,
+                        clients::name,
+                        clients::department,
+                        consents::scopes,
+                        consents::granted_at,
+                    ))
                     .order(clients::name)
                     .load(conn)?;
                 let views = rows
                     .into_iter()
-                    .map(|(client_id, client_name, department, scopes, granted_at)| ConsentView {
-                        client_id,
-                        client_name,
-                        department,
-                        scopes,
-                        granted_at,
-                    })
+                    .map(
+                        |(client_id, client_name, department, scopes, granted_at)| ConsentView {
+                            client_id,
+                            client_name,
+                            department,
+                            scopes,
+                            granted_at,
+                        },
+                    )
                     .collect();
                 Ok(Some((session, views)))
             })
@@ -1477,7 +1649,11 @@ impl Provider {
     }
 
     /// Withdraws the citizen's consent for a client and revokes the grants it covered.
-    pub async fn withdraw_consent(&self, token: Option<SessionToken>, client_id: String) -> Result<()> {
+    pub async fn withdraw_consent(
+        &self,
+        token: Option<SessionToken>,
+        client_id: String,
+    ) -> Result<()> {
         let this = self.clone();
         blocking(move || {
             this.inner.db.tx(|conn| {
@@ -1485,7 +1661,8 @@ impl Provider {
                     .session_blocking(conn, token.as_ref())?
                     .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;
                 let now = this.inner.clock.now();
-                let n = diesel::delete(consents::table.find((&session.citizen_id, &client_id))).execute(conn)?;
+                let n = diesel::delete(consents::table.find((&session.citizen_id, &client_id)))
+                    .execute(conn)?;
                 if n == 0 {
                     return Err(Error::NotFound);
                 }

@@ -108,7 +108,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("backend", &self.backend).finish()
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -120,7 +122,9 @@ impl Db {
     /// Opens a pool of `size` connections. For SQLite the URL is a file path.
     pub fn open(url: &str, size: u32) -> Result<Self> {
         let backend = Backend::of(url);
-        let manager = Manager { url: url.to_owned() };
+        let manager = Manager {
+            url: url.to_owned(),
+        };
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(1))

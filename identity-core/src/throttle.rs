@@ -53,7 +53,13 @@ fn row(conn: &mut DbConnection, key: &str) -> Result<Option<Row>> {
 
 impl ThrottleConfig {
     /// Refuses an attempt that comes too soon for this account or address.
-    pub fn check(&self, conn: &mut DbConnection, account: &str, address: &str, now: i64) -> Result<()> {
+    pub fn check(
+        &self,
+        conn: &mut DbConnection,
+        account: &str,
+        address: &str,
+        now: i64,
+    ) -> Result<()> {
         if let Some(r) = row(conn, account)? {
             if r.failures >= self.lockout_after {
                 return Err(Error::Locked);
@@ -63,21 +69,31 @@ impl ThrottleConfig {
                 let delay = 2i64.saturating_pow(exp).min(self.max_delay);
                 let wait = r.last_failure_at + delay - now;
                 if wait > 0 {
-                    return Err(Error::Throttled { retry_after: wait as u64 });
+                    return Err(Error::Throttled {
+                        retry_after: wait as u64,
+                    });
                 }
             }
         }
         if let Some(r) = row(conn, address)? {
             let wait = r.window_start + self.per_address_window - now;
             if wait > 0 && r.failures >= self.per_address_limit {
-                return Err(Error::Throttled { retry_after: wait as u64 });
+                return Err(Error::Throttled {
+                    retry_after: wait as u64,
+                });
             }
         }
         Ok(())
     }
 
     /// Counts a failure against the account and the address.
-    pub fn record_failure(&self, conn: &mut DbConnection, account: &str, address: &str, now: i64) -> Result<()> {
+    pub fn record_failure(
+        &self,
+        conn: &mut DbConnection,
+        account: &str,
+        address: &str,
+        now: i64,
+    ) -> Result<()> {
         bump(conn, account, now, None)?;
         bump(conn, address, now, Some(self.per_address_window))
     }

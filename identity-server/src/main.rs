@@ -1,1 +1,383 @@
-fn main() {}
+//! The `identity-server` binary: the OpenID Connect provider and its administration commands.
+
+mod config;
+mod errors;
+mod html;
+mod params;
+mod seed;
+mod server;
+mod web;
+
+use clap::{Parser, Subcommand};
+use identity_core::crypto::Kek;
+use identity_core::model::{NewCitizen, NewClient, SigningAlg};
+use identity_core::password::Password;
+use identity_core::storage::Db;
+use identity_core::{Clock, Provider};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use config::{Overrides, Settings};
+
+/// A single digital identity service: an OpenID Connect provider for a city's e-services.
+#[derive(Parser)]
+#[command(name = "identity-server", version)]
+struct Cli {
+    /// Configuration file (TOML); `IDENTITY_*` environment variables override it.
+    #[arg(long, global = true, env = "IDENTITY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provider (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Run on 127.0.0.1:8080 with the demo data of seeds/ and a throwaway key (never in production).
+    Demo {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data directory (holds the SQLite file and the demo's key).
+        #[arg(long, default_value = "./demo-data")]
+        data_dir: PathBuf,
+    },
+    /// Register, list and remove e-services.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Manage citizens.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Load seed data (the built-in demo data when no file is given).
+    Seed {
+        /// A seed file in the format of seeds/demo.toml.
+        file: Option<PathBuf>,
+    },
+    /// Manage token-signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register an e-service; prints its client id and, once, its secret.
+    Add {
+        /// Display name shown to citizens.
+        #[arg(long)]
+        name: String,
+        /// The department that runs it (also its pairwise-subject sector by default).
+        #[arg(long)]
+        department: String,
+        /// Redirect URI (repeat for several); matched exactly.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Client id (generated when absent).
+        #[arg(long)]
+        id: Option<String>,
+        /// Pairwise-subject sector, when not the department.
+        #[arg(long)]
+        sector: Option<String>,
+        /// Space-separated scopes the client may ask for.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// A public client (no secret; PKCE only), such as a mobile app.
+        #[arg(long)]
+        public: bool,
+        /// ID token algorithm: ES256 (default) or EdDSA.
+        #[arg(long)]
+        id_token_alg: Option<String>,
+    },
+    /// List registered e-services.
+    List,
+    /// Remove an e-service and everything issued to it.
+    Remove {
+        /// Client id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a citizen; the password is read from the first line of standard input.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Name in English.
+        #[arg(long)]
+        name_en: String,
+        /// Name in Chinese.
+        #[arg(long)]
+        name_zh: String,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Phone number.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Postal address.
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Unlock an account locked after too many failed logins.
+    Unlock {
+        /// Login name.
+        username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replace the signing key of an algorithm now.
+    Rotate {
+        /// ES256 or EdDSA.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+    /// List signing keys.
+    List,
+}
+
+fn open(settings: &Settings) -> Result<Provider, String> {
+    if settings.database_url == settings.data_dir.join("identity.db").to_string_lossy() {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            format!(
+                "data_dir: cannot create {}: {e}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let db = Db::open(&settings.database_url, settings.db_pool_size)
+        .map_err(|e| format!("database_url: {e}"))?;
+    db.migrate().map_err(|e| e.to_string())?;
+    let provider = Provider::new(
+        db,
+        settings.kek.clone(),
+        Clock::system(),
+        settings.provider.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    provider.keys().ensure_keys().map_err(|e| e.to_string())?;
+    Ok(provider)
+}
+
+/// The demo's throwaway key, kept in its data directory so a restart can read its own keys.
+fn demo_kek(dir: &Path) -> Result<Kek, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("data_dir: {e}"))?;
+    let path = dir.join("demo-kek.hex");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Kek::parse(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let kek = Kek::generate();
+    std::fs::write(&path, kek.to_hex()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(kek)
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => {
+            let settings = Settings::load(config, Overrides::default())?;
+            let provider = open(&settings)?;
+            server::run(settings, provider).await
+        }
+        Command::Migrate => {
+            let settings = Settings::load(config, Overrides::default())?;
+            let db =
+                Db::open(&settings.database_url, 1).map_err(|e| format!("database_url: {e}"))?;
+            let n = db.migrate().map_err(|e| e.to_string())?;
+            println!("applied {n} migration(s)");
+            Ok(())
+        }
+        Command::Demo { listen, data_dir } => {
+            let kek = demo_kek(&data_dir)?;
+            let settings = Settings::load(
+                config,
+                Overrides {
+                    listen: Some(listen),
+                    data_dir: Some(data_dir.clone()),
+                    kek: Some(kek),
+                    public_url: None,
+                },
+            )?;
+            let provider = open(&settings)?;
+            seed::load(&provider, seed::DEMO).await?;
+            println!(
+                "DEMO MODE: a throwaway key-encryption key is kept in {}; never use demo mode for real citizens.\n\
+                 Demo e-service: client_id demo-eservice, secret demo-eservice-secret, redirect URI http://localhost:8081/callback\n\
+                 Demo citizen:   username demo, password Lion-Rock-Harbour-2020\n\
+                 Discovery:      {}/.well-known/openid-configuration",
+                data_dir.join("demo-kek.hex").display(),
+                settings.provider.issuer
+            );
+            server::run(settings, provider).await
+        }
+        Command::Client { command } => {
+            let settings = Settings::load(config, Overrides::default())?;
+            let provider = open(&settings)?;
+            match command {
+                ClientCommand::Add {
+                    name,
+                    department,
+                    redirect_uris,
+                    id,
+                    sector,
+                    scopes,
+                    public,
+                    id_token_alg,
+                } => {
+                    let (client, secret) = provider
+                        .register_client(NewClient {
+                            id,
+                            name,
+                            department,
+                            sector,
+                            redirect_uris,
+                            scopes,
+                            public,
+                            id_token_alg,
+                            secret: None,
+                        })
+                        .map_err(|e| e.to_string())?;
+                    println!("client_id: {}", client.id);
+                    match secret {
+                        Some(s) => println!(
+                            "client_secret: {}\n(shown once: only a keyed hash is stored)",
+                            s.expose()
+                        ),
+                        None => println!("public client: no secret; PKCE is required"),
+                    }
+                }
+                ClientCommand::List => {
+                    for c in provider.list_clients().map_err(|e| e.to_string())? {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            c.id,
+                            if c.is_confidential() {
+                                "confidential"
+                            } else {
+                                "public"
+                            },
+                            c.name,
+                            c.department,
+                            c.redirect_uris.join(",")
+                        );
+                    }
+                }
+                ClientCommand::Remove { id } => {
+                    provider
+                        .remove_client(&id)
+                        .map_err(|e| format!("client {id}: {e}"))?;
+                    println!("removed {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::User { command } => {
+            let settings = Settings::load(config, Overrides::default())?;
+            let provider = open(&settings)?;
+            match command {
+                UserCommand::Add {
+                    username,
+                    name_en,
+                    name_zh,
+                    email,
+                    phone,
+                    address,
+                } => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .map_err(|e| e.to_string())?;
+                    let password = Password::new(line.trim_end_matches(['\r', '\n']));
+                    provider
+                        .add_citizen(
+                            NewCitizen {
+                                username: username.clone(),
+                                name_en,
+                                name_zh,
+                                email,
+                                phone,
+                                address,
+                            },
+                            &password,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!("added {username}");
+                }
+                UserCommand::Unlock { username } => {
+                    provider.unlock(&username).map_err(|e| e.to_string())?;
+                    println!("unlocked {username}");
+                }
+            }
+            Ok(())
+        }
+        Command::Seed { file } => {
+            let settings = Settings::load(config, Overrides::default())?;
+            let provider = open(&settings)?;
+            let text = match file {
+                Some(f) => {
+                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?
+                }
+                None => seed::DEMO.to_owned(),
+            };
+            for a in seed::load(&provider, &text).await? {
+                println!("added {a}");
+            }
+            Ok(())
+        }
+        Command::Keys { command } => {
+            let settings = Settings::load(config, Overrides::default())?;
+            let provider = open(&settings)?;
+            match command {
+                KeysCommand::Rotate { alg } => {
+                    let alg = SigningAlg::parse(&alg).map_err(|e| e.to_string())?;
+                    let kid = provider.keys().rotate(alg).map_err(|e| e.to_string())?;
+                    println!("new {} key {kid} is signing", alg.as_str());
+                }
+                KeysCommand::List => {
+                    for k in provider.keys().list().map_err(|e| e.to_string())? {
+                        let status = if k.retired_at.is_some() {
+                            "retired"
+                        } else {
+                            "active"
+                        };
+                        println!("{}\t{}\t{}\tcreated {}", k.kid, k.alg, status, k.created_at);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IDENTITY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = actix_web::rt::System::new().block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("identity-server: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Configuration: a TOML file plus `IDENTITY_`-prefixed environment variables, parsed once
+//! into [`Settings`]. A bad value stops the start with a message naming the key.
+//!
+//! Keys are flat (`password_min_length`, not `[password] min_length`) so that every key has
+//! one obvious environment variable: `IDENTITY_` and the key in capitals.
+
+use identity_core::crypto::Kek;
+use identity_core::password::HashingConfig;
+use identity_core::provider::ProviderConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// Validated settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer and the base of every URL the server gives out.
+    pub public_url: Url,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Data directory (the SQLite file by default).
+    pub data_dir: PathBuf,
+    /// Database URL: a SQLite path or `postgres://`.
+    pub database_url: String,
+    /// Database pool size.
+    pub db_pool_size: u32,
+    /// Key-encryption key.
+    pub kek: Kek,
+    /// TLS certificate chain and key (PEM), both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Request body limit in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP workers.
+    pub workers: usize,
+    /// Provider lifetimes, password policy and hashing.
+    pub provider: ProviderConfig,
+}
+
+/// Every key the configuration accepts.
+const KEYS: &[&str] = &[
+    "public_url",
+    "listen",
+    "data_dir",
+    "database_url",
+    "db_pool_size",
+    "kek",
+    "kek_file",
+    "tls_cert",
+    "tls_key",
+    "max_body_bytes",
+    "workers",
+    "password_min_length",
+    "argon2_memory_kib",
+    "argon2_iterations",
+    "argon2_parallelism",
+    "hash_workers",
+    "hash_queue",
+    "session_idle_seconds",
+    "session_absolute_seconds",
+    "access_token_seconds",
+    "id_token_seconds",
+    "refresh_token_seconds",
+    "code_seconds",
+    "lockout_after",
+    "per_address_limit",
+];
+
+/// Where values come from: the environment first, then the file.
+struct Source {
+    file: toml::Table,
+}
+
+impl Source {
+    fn raw(&self, key: &str) -> Option<String> {
+        if let Ok(v) = std::env::var(format!("IDENTITY_{}", key.to_ascii_uppercase())) {
+            return Some(v);
+        }
+        self.file.get(key).map(|v| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    fn string(&self, key: &str, default: &str) -> String {
+        self.raw(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        key: &str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, String> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(default);
+        };
+        let v: T = raw
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key}: expected a number, got {raw:?}"))?;
+        if v < min || v > max {
+            return Err(format!("{key}: must be between {min} and {max}, got {v}"));
+        }
+        Ok(v)
+    }
+}
+
+/// Overrides that the `demo` command applies before validation.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Key-encryption key (the demo's throwaway key).
+    pub kek: Option<Kek>,
+    /// Public URL.
+    pub public_url: Option<String>,
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+impl Settings {
+    /// Reads the file (if any) and the environment, and validates every value.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Settings, String> {
+        let table = match file {
+            None => toml::Table::new(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| format!("{}: {e}", p.display()))?
+            }
+        };
+        if let Some(k) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!("{k}: unknown configuration key"));
+        }
+        let src = Source { file: table };
+
+        let listen_text = overrides
+            .listen
+            .clone()
+            .unwrap_or_else(|| src.string("listen", "127.0.0.1:8080"));
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            format!("listen: expected an address like 127.0.0.1:8080, got {listen_text:?}")
+        })?;
+
+        let default_url = format!("http://localhost:{}", listen.port());
+        let url_text = overrides
+            .public_url
+            .clone()
+            .unwrap_or_else(|| src.string("public_url", &default_url));
+        let public_url =
+            Url::parse(&url_text).map_err(|_| format!("public_url: not a URL: {url_text:?}"))?;
+        if !matches!(public_url.scheme(), "http" | "https")
+            || public_url.query().is_some()
+            || public_url.fragment().is_some()
+        {
+            return Err("public_url: must be an http(s) URL without query or fragment".into());
+        }
+
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(src.string("data_dir", "./data")));
+        let database_url = src
+            .raw("database_url")
+            .unwrap_or_else(|| data_dir.join("identity.db").to_string_lossy().into_owned());
+
+        let tls = match (src.raw("tls_cert"), src.raw("tls_key")) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            _ => return Err("tls_cert: tls_cert and tls_key must be given together".into()),
+        };
+        if tls.is_none() && !is_loopback(&listen) {
+            return Err(format!(
+                "listen: {listen} is not a loopback address; plain HTTP is allowed on loopback only, so set tls_cert and tls_key"
+            ));
+        }
+        if tls.is_some() && public_url.scheme() != "https" {
+            return Err("public_url: must be https when TLS is configured".into());
+        }
+        if public_url.scheme() == "http"
+            && !matches!(
+                public_url.host_str(),
+                Some("localhost" | "127.0.0.1" | "[::1]")
+            )
+        {
+            return Err("public_url: http is allowed only for localhost; use https".into());
+        }
+
+        let kek = match overrides.kek.clone() {
+            Some(k) => k,
+            None => match (src.raw("kek"), src.raw("kek_file")) {
+                (Some(k), _) => Kek::parse(&k).map_err(|e| format!("kek: {e}"))?,
+                (None, Some(f)) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| format!("kek_file: cannot read {f}: {e}"))?;
+                    Kek::parse(&text).map_err(|e| format!("kek_file: {e}"))?
+                }
+                (None, None) => return Err(
+                    "kek: a 256-bit key-encryption key is required (kek or kek_file; IDENTITY_KEK)"
+                        .into(),
+                ),
+            },
+        };
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hash_workers = src.number("hash_workers", cores, 1, 256)?;
+        let hashing = HashingConfig {
+            memory_kib: src.number("argon2_memory_kib", 19_456u32, 19_456, 4 * 1024 * 1024)?,
+            iterations: src.number("argon2_iterations", 2u32, 2, 100)?,
+            parallelism: src.number("argon2_parallelism", 1u32, 1, 64)?,
+            workers: hash_workers,
+            queue: src.number("hash_queue", hash_workers * 4, 0, 10_000)?,
+        };
+        let mut provider = ProviderConfig::new(public_url.as_str().trim_end_matches('/'));
+        provider.hashing = hashing;
+        provider.policy.min_length = src.number("password_min_length", 12usize, 8, 64)?;
+        provider.session_idle = src.number("session_idle_seconds", 3_600i64, 60, 86_400)?;
+        provider.session_absolute =
+            src.number("session_absolute_seconds", 12 * 3_600i64, 300, 86_400)?;
+        provider.access_token_ttl = src.number("access_token_seconds", 600i64, 30, 86_400)?;
+        provider.id_token_ttl = src.number("id_token_seconds", 600i64, 30, 86_400)?;
+        provider.refresh_token_ttl =
+            src.number("refresh_token_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
+        provider.code_ttl = src.number("code_seconds", 60i64, 1, 60)?;
+        provider.throttle.lockout_after = src.number("lockout_after", 100i64, 6, 100)?;
+        provider.throttle.per_address_limit =
+            src.number("per_address_limit", 100i64, 1, 1_000_000)?;
+
+        Ok(Settings {
+            public_url,
+            listen,
+            data_dir,
+            database_url,
+            db_pool_size: src.number("db_pool_size", 8u32, 1, 512)?,
+            kek,
+            tls,
+            max_body_bytes: src.number("max_body_bytes", 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
+            workers: src.number("workers", cores, 1, 256)?,
+            provider,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Settings, String> {
+        let dir = std::env::temp_dir().join(format!("cfg-{}", identity_core::crypto::random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        let r = Settings::load(Some(&p), Overrides::default());
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    const KEK: &str =
+        "kek = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+
+    #[test]
+    fn defaults_load_with_a_kek() {
+        let s = load_toml(KEK).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.provider.issuer, "http://localhost:8080");
+        assert_eq!(s.provider.policy.min_length, 12);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("password_min_length = 3\n", "password_min_length"),
+            ("argon2_memory_kib = \"lots\"\n", "argon2_memory_kib"),
+            ("listen = \"0.0.0.0:8443\"\n", "listen"),
+            ("nonsense = 1\n", "nonsense"),
+            ("tls_cert = \"c.pem\"\n", "tls_cert"),
+            ("public_url = \"http://idp.gov.example\"\n", "public_url"),
+            ("lockout_after = 1000\n", "lockout_after"),
+        ];
+        for (text, key) in cases {
+            let err = load_toml(&format!("{KEK}{text}")).unwrap_err();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+        let err = load_toml("").unwrap_err();
+        assert!(err.starts_with("kek"), "{err}");
+    }
+}

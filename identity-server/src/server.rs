@@ -1,0 +1,83 @@
+//! Building and running the HTTP server: middleware, TLS and limits.
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+use identity_core::crypto::Purpose;
+use identity_core::Provider;
+
+use crate::config::Settings;
+use crate::web::{routes, AppState};
+
+/// The CSP of every response: no inline script or style, nothing framed.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("tls_cert: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_cert: {e}"))?;
+    if certs.is_empty() {
+        return Err("tls_cert: no certificate in the file".into());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key: {e}"))?;
+    // ring, and TLS 1.2 and 1.3 only.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls_key: {e}"))
+}
+
+/// Runs the server until it is stopped.
+pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
+    let tls = match &settings.tls {
+        Some((c, k)) => Some(tls_config(c, k)?),
+        None => None,
+    };
+    let state = AppState {
+        csrf: settings.kek.derive(Purpose::Csrf),
+        provider,
+        secure_cookies: tls.is_some(),
+    };
+    let max_body = settings.max_body_bytes;
+    let hsts = tls.is_some();
+    let server = HttpServer::new(move || {
+        let mut headers = DefaultHeaders::new()
+            .add(("Content-Security-Policy", CSP))
+            .add(("X-Frame-Options", "DENY"))
+            .add(("X-Content-Type-Options", "nosniff"))
+            .add(("Referrer-Policy", "no-referrer"));
+        if hsts {
+            headers = headers.add((
+                "Strict-Transport-Security",
+                "max-age=63072000; includeSubDomains",
+            ));
+        }
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::PayloadConfig::new(max_body))
+            .wrap(headers)
+            .configure(routes)
+    })
+    .workers(settings.workers)
+    .shutdown_timeout(10);
+    let server = match tls {
+        Some(cfg) => server.bind_rustls_0_23(settings.listen, cfg),
+        None => server.bind(settings.listen),
+    }
+    .map_err(|e| format!("listen: cannot bind {}: {e}", settings.listen))?;
+    tracing::info!(listen = %settings.listen, issuer = %settings.public_url, "identity-server listening");
+    println!(
+        "identity-server listening on {} (issuer {})",
+        settings.listen, settings.provider.issuer
+    );
+    server.run().await.map_err(|e| e.to_string())
+}
