@@ -677,6 +677,19 @@ impl Provider {
         source: &str,
         old: Option<SessionToken>,
     ) -> Result<SessionToken> {
+        self.login_for(username, password, source, old, None).await
+    }
+
+    /// Like [`Provider::login`], for a pending authorization request: a successful login
+    /// satisfies the request's `prompt=login`.
+    pub async fn login_for(
+        &self,
+        username: &str,
+        password: &Password,
+        source: &str,
+        old: Option<SessionToken>,
+        request_id: Option<String>,
+    ) -> Result<SessionToken> {
         let username = normalize_username(username);
         let account = self.account_key(&username);
         let address = self.address_key(source);
@@ -721,6 +734,22 @@ impl Provider {
                 }
                 if let Some(old) = &old {
                     diesel::delete(sessions::table.find(token_hash(old.expose()))).execute(conn)?;
+                }
+                if let Some(id) = &request_id {
+                    let prompt: Option<Option<String>> = auth_requests::table
+                        .find(id)
+                        .select(auth_requests::prompt)
+                        .first(conn)
+                        .optional()?;
+                    if let Some(Some(p)) = prompt {
+                        let rest: Vec<&str> = p.split(' ').filter(|x| *x != "login").collect();
+                        diesel::update(auth_requests::table.find(id))
+                            .set(
+                                auth_requests::prompt
+                                    .eq((!rest.is_empty()).then(|| rest.join(" "))),
+                            )
+                            .execute(conn)?;
+                    }
                 }
                 let token = random_token();
                 diesel::insert_into(sessions::table)
@@ -996,8 +1025,9 @@ impl Provider {
         let Some(session) = session else {
             return Ok(Decision::Login);
         };
-        let fresh = session.auth_time >= request.created_at;
-        if prompt.split(' ').any(|p| p == "login") && !fresh {
+        // A login made for this request removes `login` from its prompt (see `login`), so
+        // a remaining `login` means the citizen has not logged in since the request began.
+        if prompt.split(' ').any(|p| p == "login") {
             return Ok(Decision::Login);
         }
         if request.max_age.is_some_and(|m| now - session.auth_time > m) {

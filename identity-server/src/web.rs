@@ -326,11 +326,12 @@ async fn interaction_login(
     let action = format!("/interaction/{id}/login");
     match state
         .provider
-        .login(
+        .login_for(
             &username,
             &password,
             &source_address(&req),
             session_cookie(&req),
+            Some(id.clone()),
         )
         .await
     {

@@ -1,0 +1,821 @@
+//! Storage behaviour of the provider, run on SQLite and on PostgreSQL.
+//!
+//! Each scenario is an async function over a backend; `both!` makes a SQLite test and a
+//! PostgreSQL test of it. The PostgreSQL ones are ignored by default (they need the server
+//! at 127.0.0.1:5432) and `.ci/run` runs them with `--include-ignored`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use identity_core::crypto::Kek;
+use identity_core::model::{NewCitizen, NewClient};
+use identity_core::password::{HashingConfig, Password};
+use identity_core::provider::{
+    AuthorizeInput, ClientAuth, Interaction, ProviderConfig, SessionToken, Step, TokenInput,
+};
+use identity_core::storage::testing::{fresh_db, tempfile_guard::Dir};
+use identity_core::storage::{Backend, Db};
+use identity_core::{Clock, Error, Provider};
+
+const REDIRECT: &str = "https://eservice.example/cb";
+const PASSWORD: &str = "Lion-Rock-Harbour-2020";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test]
+            #[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+both!(
+    full_flow_and_userinfo,
+    code_reuse_revokes_tokens,
+    expired_code_refused,
+    pkce_rules,
+    refresh_rotation_and_reuse,
+    client_authentication,
+    client_credentials_scopes,
+    throttling_and_lockout,
+    weak_hash_rehashed_at_login,
+    consent_withdrawal_revokes,
+    sessions_expire_and_prompts,
+    pairwise_subjects_differ_by_sector,
+    keys_rotate,
+);
+
+struct Fixture {
+    provider: Provider,
+    clock: Clock,
+    db: Db,
+    kek: Kek,
+    secret: String,
+    _dir: Option<Dir>,
+}
+
+fn config() -> ProviderConfig {
+    let mut c = ProviderConfig::new("https://idp.example");
+    // Cheap hashing keeps the tests quick; the server enforces the real minimum.
+    c.hashing = HashingConfig {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+        workers: 2,
+        queue: 8,
+    };
+    c.throttle.lockout_after = 8;
+    c
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let (db, dir) = fresh_db(backend);
+    let clock = Clock::system();
+    let kek = Kek::generate();
+    let provider = Provider::new(db.clone(), kek.clone(), clock.clone(), config()).unwrap();
+    provider.keys().ensure_keys().unwrap();
+    let (_, secret) = provider
+        .register_client(client("eservice", "Dept A", false))
+        .unwrap();
+    provider
+        .add_citizen(
+            NewCitizen {
+                username: "chan".into(),
+                name_en: "CHAN Tai Man".into(),
+                name_zh: "陳大文".into(),
+                email: Some("chan@example.hk".into()),
+                phone: None,
+                address: Some("1 Tim Mei Avenue".into()),
+            },
+            &Password::new(PASSWORD),
+        )
+        .await
+        .unwrap();
+    Fixture {
+        provider,
+        clock,
+        db,
+        kek,
+        secret: secret.unwrap().expose().to_owned(),
+        _dir: dir,
+    }
+}
+
+fn client(id: &str, dept: &str, public: bool) -> NewClient {
+    NewClient {
+        id: Some(id.into()),
+        name: format!("{id} service"),
+        department: dept.into(),
+        sector: None,
+        redirect_uris: vec![REDIRECT.into()],
+        scopes: Some("openid profile email address offline_access signing".into()),
+        public,
+        id_token_alg: None,
+        secret: None,
+    }
+}
+
+fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+fn request(client_id: &str) -> AuthorizeInput {
+    AuthorizeInput {
+        client_id: Some(client_id.into()),
+        redirect_uri: Some(REDIRECT.into()),
+        response_type: Some("code".into()),
+        scope: Some("openid profile email".into()),
+        state: Some("st".into()),
+        nonce: Some("nonce-1".into()),
+        code_challenge: Some(challenge(VERIFIER)),
+        code_challenge_method: Some("S256".into()),
+        ..Default::default()
+    }
+}
+
+fn query(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl Fixture {
+    fn secret_auth(&self) -> ClientAuth {
+        ClientAuth::Secret {
+            id: "eservice".into(),
+            secret: identity_core::model::ClientSecret::new(self.secret.clone()),
+        }
+    }
+
+    async fn login(&self) -> SessionToken {
+        self.provider
+            .login("chan", &Password::new(PASSWORD), "10.0.0.1", None)
+            .await
+            .unwrap()
+    }
+
+    /// Runs authorization, login and consent; returns the code and the session.
+    async fn code_with(
+        &self,
+        input: AuthorizeInput,
+        session: Option<SessionToken>,
+    ) -> (String, SessionToken) {
+        let step = self
+            .provider
+            .authorize(input, session.clone())
+            .await
+            .unwrap();
+        let (url, session) = match step {
+            Step::Redirect(url) => (url, session.unwrap()),
+            Step::Interact(id) => {
+                let session = match session {
+                    Some(s) => s,
+                    None => self.login().await,
+                };
+                match self
+                    .provider
+                    .interaction(id.clone(), Some(session.clone()))
+                    .await
+                    .unwrap()
+                {
+                    Interaction::Consent { .. } => (
+                        self.provider
+                            .consent(id, Some(session.clone()), true)
+                            .await
+                            .unwrap(),
+                        session,
+                    ),
+                    Interaction::Redirect(url) => (url, session),
+                    Interaction::Login { .. } => panic!("still asked to log in"),
+                }
+            }
+        };
+        assert_eq!(query(&url, "state").as_deref(), Some("st"));
+        assert_eq!(query(&url, "iss").as_deref(), Some("https://idp.example"));
+        (query(&url, "code").expect("code in redirect"), session)
+    }
+
+    async fn code(&self) -> String {
+        self.code_with(request("eservice"), None).await.0
+    }
+
+    async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+    ) -> Result<identity_core::provider::TokenResponse, Error> {
+        self.provider
+            .token(
+                self.secret_auth(),
+                TokenInput {
+                    grant_type: Some("authorization_code".into()),
+                    code: Some(code.into()),
+                    redirect_uri: Some(REDIRECT.into()),
+                    code_verifier: Some(verifier.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+    }
+
+    async fn refresh(&self, token: &str) -> Result<identity_core::provider::TokenResponse, Error> {
+        self.provider
+            .token(
+                self.secret_auth(),
+                TokenInput {
+                    grant_type: Some("refresh_token".into()),
+                    refresh_token: Some(token.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+    }
+}
+
+fn jwt_claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn full_flow_and_userinfo(backend: Backend) {
+    let f = fixture(backend).await;
+    let code = f.code().await;
+    let tokens = f.exchange(&code, VERIFIER).await.unwrap();
+    let id = jwt_claims(tokens.id_token.as_deref().unwrap());
+    assert_eq!(id["iss"], "https://idp.example");
+    assert_eq!(id["aud"], "eservice");
+    assert_eq!(id["nonce"], "nonce-1");
+    assert_eq!(id["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(id["acr"], identity_core::model::ACR_PASSWORD);
+    let info = f
+        .provider
+        .userinfo(tokens.access_token.clone())
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], id["sub"]);
+    assert_eq!(info["name"], "CHAN Tai Man");
+    assert_eq!(info["name#zh-Hant"], "陳大文");
+    assert_eq!(info["email"], "chan@example.hk");
+    // address was not requested, so it is not released even though it is consented to nowhere.
+    assert!(info.get("address").is_none());
+    // The internal id never appears.
+    assert!(!tokens.access_token.contains(&f.kek.to_hex()));
+    // A second login reuses the session and the remembered consent: no page at all.
+    let session = f.login().await;
+    let step = f
+        .provider
+        .authorize(request("eservice"), Some(session))
+        .await
+        .unwrap();
+    assert!(
+        matches!(step, Step::Redirect(ref u) if u.contains("code=")),
+        "{step:?}"
+    );
+}
+
+async fn code_reuse_revokes_tokens(backend: Backend) {
+    let f = fixture(backend).await;
+    let code = f.code().await;
+    let first = f.exchange(&code, VERIFIER).await.unwrap();
+    assert!(f
+        .provider
+        .userinfo(first.access_token.clone())
+        .await
+        .is_ok());
+    let again = f.exchange(&code, VERIFIER).await.unwrap_err();
+    assert!(matches!(again, Error::InvalidGrant(_)), "{again:?}");
+    // The tokens already issued from the code are revoked.
+    assert!(matches!(
+        f.provider.userinfo(first.access_token).await,
+        Err(Error::InvalidToken)
+    ));
+    assert!(matches!(
+        f.refresh(first.refresh_token.as_deref().unwrap()).await,
+        Err(Error::InvalidGrant(_))
+    ));
+}
+
+async fn expired_code_refused(backend: Backend) {
+    let f = fixture(backend).await;
+    let code = f.code().await;
+    f.clock.advance(61);
+    let err = f.exchange(&code, VERIFIER).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidGrant(m) if m.contains("expired")));
+}
+
+async fn pkce_rules(backend: Backend) {
+    let f = fixture(backend).await;
+    let redirect_error = |step: Step| match step {
+        Step::Redirect(u) => query(&u, "error").unwrap_or_default(),
+        other => panic!("expected an error redirect, got {other:?}"),
+    };
+    let mut missing = request("eservice");
+    missing.code_challenge = None;
+    assert_eq!(
+        redirect_error(f.provider.authorize(missing, None).await.unwrap()),
+        "invalid_request"
+    );
+    let mut plain = request("eservice");
+    plain.code_challenge_method = Some("plain".into());
+    assert_eq!(
+        redirect_error(f.provider.authorize(plain, None).await.unwrap()),
+        "invalid_request"
+    );
+    let mut no_method = request("eservice");
+    no_method.code_challenge_method = None;
+    assert_eq!(
+        redirect_error(f.provider.authorize(no_method, None).await.unwrap()),
+        "invalid_request"
+    );
+    // Wrong verifier, and a missing one.
+    let code = f.code().await;
+    let wrong = f
+        .exchange(&code, "x".repeat(43).as_str())
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, Error::InvalidGrant(_)), "{wrong:?}");
+    let code = f.code().await;
+    let err = f
+        .provider
+        .token(
+            f.secret_auth(),
+            TokenInput {
+                grant_type: Some("authorization_code".into()),
+                code: Some(code),
+                redirect_uri: Some(REDIRECT.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    // An unregistered redirect URI is never redirected to.
+    let mut bad = request("eservice");
+    bad.redirect_uri = Some("https://attacker.example/cb".into());
+    assert!(matches!(
+        f.provider.authorize(bad, None).await,
+        Err(Error::InvalidRequest(_))
+    ));
+}
+
+async fn refresh_rotation_and_reuse(backend: Backend) {
+    let f = fixture(backend).await;
+    let first = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let r1 = first.refresh_token.unwrap();
+    let second = f.refresh(&r1).await.unwrap();
+    let r2 = second.refresh_token.clone().unwrap();
+    assert_ne!(r1, r2);
+    assert!(f
+        .provider
+        .userinfo(second.access_token.clone())
+        .await
+        .is_ok());
+    // Reusing the rotated token revokes the whole family, including the newest token.
+    assert!(matches!(f.refresh(&r1).await, Err(Error::InvalidGrant(_))));
+    assert!(matches!(f.refresh(&r2).await, Err(Error::InvalidGrant(_))));
+    assert!(matches!(
+        f.provider.userinfo(second.access_token).await,
+        Err(Error::InvalidToken)
+    ));
+}
+
+async fn client_authentication(backend: Backend) {
+    let f = fixture(backend).await;
+    let code = f.code().await;
+    let wrong = ClientAuth::Secret {
+        id: "eservice".into(),
+        secret: identity_core::model::ClientSecret::new("wrong"),
+    };
+    let input = TokenInput {
+        grant_type: Some("authorization_code".into()),
+        code: Some(code.clone()),
+        redirect_uri: Some(REDIRECT.into()),
+        code_verifier: Some(VERIFIER.into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        f.provider.token(wrong, input.clone()).await,
+        Err(Error::InvalidClient)
+    ));
+    let none = ClientAuth::None {
+        id: "eservice".into(),
+    };
+    assert!(matches!(
+        f.provider.token(none, input.clone()).await,
+        Err(Error::InvalidClient)
+    ));
+    let unknown = ClientAuth::None {
+        id: "nobody".into(),
+    };
+    assert!(matches!(
+        f.provider.token(unknown, input).await,
+        Err(Error::InvalidClient)
+    ));
+    // The code survived the failed attempts.
+    assert!(f.exchange(&code, VERIFIER).await.is_ok());
+    // Another client cannot redeem this client's code.
+    let (_, other_secret) = f
+        .provider
+        .register_client(client("other", "Dept A", false))
+        .unwrap();
+    let code = f.code().await;
+    let other = ClientAuth::Secret {
+        id: "other".into(),
+        secret: other_secret.unwrap(),
+    };
+    let err = f
+        .provider
+        .token(
+            other,
+            TokenInput {
+                grant_type: Some("authorization_code".into()),
+                code: Some(code),
+                redirect_uri: Some(REDIRECT.into()),
+                code_verifier: Some(VERIFIER.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidGrant(_)));
+    // The stored secret is a keyed hash, not the secret.
+    let stored: String =
+        f.db.with(|c| {
+            use diesel::prelude::*;
+            use identity_core::schema::clients;
+            Ok(clients::table
+                .find("eservice")
+                .select(clients::secret_hash)
+                .first::<Option<String>>(c)?
+                .unwrap())
+        })
+        .unwrap();
+    assert_ne!(stored, f.secret);
+}
+
+async fn client_credentials_scopes(backend: Backend) {
+    let f = fixture(backend).await;
+    let cc = |scope: Option<&str>| TokenInput {
+        grant_type: Some("client_credentials".into()),
+        scope: scope.map(str::to_owned),
+        ..Default::default()
+    };
+    let ok = f
+        .provider
+        .token(f.secret_auth(), cc(Some("signing")))
+        .await
+        .unwrap();
+    assert_eq!(ok.scope, "signing");
+    assert!(ok.id_token.is_none() && ok.refresh_token.is_none());
+    let claims = jwt_claims(&ok.access_token);
+    assert_eq!(claims["sub"], "eservice");
+    assert!(matches!(
+        f.provider.token(f.secret_auth(), cc(Some("admin"))).await,
+        Err(Error::InvalidScope(_))
+    ));
+    assert!(matches!(
+        f.provider.token(f.secret_auth(), cc(Some("openid"))).await,
+        Err(Error::InvalidScope(_))
+    ));
+    // Its token opens no UserInfo.
+    assert!(matches!(
+        f.provider.userinfo(ok.access_token).await,
+        Err(Error::InvalidToken)
+    ));
+    // Public clients cannot use it.
+    f.provider
+        .register_client(client("app", "Dept A", true))
+        .unwrap();
+    let public = ClientAuth::None { id: "app".into() };
+    assert!(matches!(
+        f.provider.token(public, cc(None)).await,
+        Err(Error::UnauthorizedClient(_))
+    ));
+}
+
+async fn throttling_and_lockout(backend: Backend) {
+    let f = fixture(backend).await;
+    let wrong = Password::new("not the password at all");
+    for _ in 0..5 {
+        let e = f
+            .provider
+            .login("chan", &wrong, "10.0.0.2", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::BadCredentials), "{e:?}");
+    }
+    // The sixth attempt comes too soon: a delay applies, even with the right password.
+    let e = f
+        .provider
+        .login("chan", &Password::new(PASSWORD), "10.0.0.2", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Throttled { .. }), "{e:?}");
+    // An unknown username is throttled the same way, so lock-out reveals nothing.
+    for _ in 0..5 {
+        let e = f
+            .provider
+            .login("nobody", &wrong, "10.0.0.3", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::BadCredentials), "{e:?}");
+    }
+    assert!(matches!(
+        f.provider.login("nobody", &wrong, "10.0.0.3", None).await,
+        Err(Error::Throttled { .. })
+    ));
+    // Keep failing past the delays until the lock-out (8 in this fixture).
+    for _ in 0..3 {
+        f.clock.advance(1000);
+        let _ = f.provider.login("chan", &wrong, "10.0.0.2", None).await;
+    }
+    f.clock.advance(1000);
+    let e = f
+        .provider
+        .login("chan", &Password::new(PASSWORD), "10.0.0.2", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked), "{e:?}");
+    f.provider.unlock("chan").unwrap();
+    assert!(f
+        .provider
+        .login("chan", &Password::new(PASSWORD), "10.0.0.2", None)
+        .await
+        .is_ok());
+}
+
+async fn weak_hash_rehashed_at_login(backend: Backend) {
+    let f = fixture(backend).await;
+    let stored = || -> String {
+        f.db.with(|c| {
+            use diesel::prelude::*;
+            use identity_core::schema::password_credentials as pc;
+            Ok(pc::table.select(pc::phc).first::<String>(c)?)
+        })
+        .unwrap()
+    };
+    assert!(stored().contains("m=64,t=1,p=1"));
+    let mut stronger = config();
+    stronger.hashing.memory_kib = 256;
+    stronger.hashing.iterations = 2;
+    let p2 = Provider::new(f.db.clone(), f.kek.clone(), f.clock.clone(), stronger).unwrap();
+    assert!(p2
+        .login("chan", &Password::new("wrong password"), "10.0.0.9", None)
+        .await
+        .is_err());
+    assert!(
+        stored().contains("m=64,t=1,p=1"),
+        "a failed login must not rehash"
+    );
+    p2.login("chan", &Password::new(PASSWORD), "10.0.0.9", None)
+        .await
+        .unwrap();
+    assert!(stored().contains("m=256,t=2,p=1"), "{}", stored());
+}
+
+async fn consent_withdrawal_revokes(backend: Backend) {
+    let f = fixture(backend).await;
+    let (code, session) = f.code_with(request("eservice"), None).await;
+    let tokens = f.exchange(&code, VERIFIER).await.unwrap();
+    let (_, list) = f
+        .provider
+        .consents(Some(session.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    f.provider
+        .withdraw_consent(Some(session.clone()), "eservice".into())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.provider.userinfo(tokens.access_token).await,
+        Err(Error::InvalidToken)
+    ));
+    assert!(matches!(
+        f.refresh(tokens.refresh_token.as_deref().unwrap()).await,
+        Err(Error::InvalidGrant(_))
+    ));
+    // The next authorization asks again.
+    let step = f
+        .provider
+        .authorize(request("eservice"), Some(session.clone()))
+        .await
+        .unwrap();
+    let Step::Interact(id) = step else {
+        panic!("expected the consent page")
+    };
+    assert!(matches!(
+        f.provider
+            .interaction(id.clone(), Some(session.clone()))
+            .await
+            .unwrap(),
+        Interaction::Consent { .. }
+    ));
+    // Denying sends access_denied back.
+    let url = f.provider.consent(id, Some(session), false).await.unwrap();
+    assert_eq!(query(&url, "error").as_deref(), Some("access_denied"));
+}
+
+async fn sessions_expire_and_prompts(backend: Backend) {
+    let f = fixture(backend).await;
+    let (_, session) = f.code_with(request("eservice"), None).await;
+    // prompt=none with a session and consent: a code without any page.
+    let mut none = request("eservice");
+    none.prompt = Some("none".into());
+    assert!(
+        matches!(f.provider.authorize(none.clone(), Some(session.clone())).await.unwrap(), Step::Redirect(u) if u.contains("code="))
+    );
+    // prompt=login forces a fresh login.
+    let mut login = request("eservice");
+    login.prompt = Some("login".into());
+    let Step::Interact(id) = f
+        .provider
+        .authorize(login, Some(session.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(matches!(
+        f.provider
+            .interaction(id.clone(), Some(session.clone()))
+            .await
+            .unwrap(),
+        Interaction::Login { .. }
+    ));
+    // Logging in for that request satisfies it; the remembered consent then issues a code.
+    let fresh = f
+        .provider
+        .login_for(
+            "chan",
+            &Password::new(PASSWORD),
+            "10.0.0.1",
+            Some(session.clone()),
+            Some(id.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(f.provider.interaction(id, Some(fresh.clone())).await.unwrap(), Interaction::Redirect(u) if u.contains("code="))
+    );
+    let session = fresh;
+    // max_age: an old login is not enough.
+    f.clock.advance(30);
+    let mut aged = request("eservice");
+    aged.max_age = Some("10".into());
+    let Step::Interact(id) = f
+        .provider
+        .authorize(aged, Some(session.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(matches!(
+        f.provider
+            .interaction(id, Some(session.clone()))
+            .await
+            .unwrap(),
+        Interaction::Login { .. }
+    ));
+    // Idle timeout ends the session; prompt=none then answers login_required.
+    f.clock.advance(3_601);
+    assert!(f
+        .provider
+        .session(Some(session.clone()))
+        .await
+        .unwrap()
+        .is_none());
+    let step = f
+        .provider
+        .authorize(none, Some(session.clone()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(step, Step::Redirect(ref u) if query(u, "error").as_deref() == Some("login_required")),
+        "{step:?}"
+    );
+    // Logout ends a session at once.
+    let s2 = f.login().await;
+    assert!(f
+        .provider
+        .session(Some(s2.clone()))
+        .await
+        .unwrap()
+        .is_some());
+    f.provider.logout(s2.clone()).await.unwrap();
+    assert!(f.provider.session(Some(s2)).await.unwrap().is_none());
+    // A new login replaces the old session id.
+    let s3 = f.login().await;
+    let s4 = f
+        .provider
+        .login(
+            "chan",
+            &Password::new(PASSWORD),
+            "10.0.0.1",
+            Some(s3.clone()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(s3, s4);
+    assert!(f.provider.session(Some(s3)).await.unwrap().is_none());
+}
+
+async fn pairwise_subjects_differ_by_sector(backend: Backend) {
+    let f = fixture(backend).await;
+    let (_, s_same) = f
+        .provider
+        .register_client(client("same-dept", "Dept A", false))
+        .unwrap();
+    let (_, s_other) = f
+        .provider
+        .register_client(client("other-dept", "Dept B", false))
+        .unwrap();
+    let mut subs = Vec::new();
+    for (id, secret) in [
+        ("eservice", f.secret.clone()),
+        ("same-dept", s_same.unwrap().expose().to_owned()),
+        ("other-dept", s_other.unwrap().expose().to_owned()),
+    ] {
+        let (code, _) = f.code_with(request(id), None).await;
+        let auth = ClientAuth::Secret {
+            id: id.into(),
+            secret: identity_core::model::ClientSecret::new(secret),
+        };
+        let t = f
+            .provider
+            .token(
+                auth,
+                TokenInput {
+                    grant_type: Some("authorization_code".into()),
+                    code: Some(code),
+                    redirect_uri: Some(REDIRECT.into()),
+                    code_verifier: Some(VERIFIER.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        subs.push(
+            jwt_claims(t.id_token.as_deref().unwrap())["sub"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(subs[0], subs[1], "one department shares a sector");
+    assert_ne!(subs[0], subs[2], "two departments see unrelated ids");
+}
+
+async fn keys_rotate(backend: Backend) {
+    let f = fixture(backend).await;
+    let before = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let new_kid = f
+        .provider
+        .keys()
+        .rotate(identity_core::model::SigningAlg::Es256)
+        .unwrap();
+    let after = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let kid = |t: &str| {
+        let h = t.split('.').next().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+            ["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(kid(&after.access_token), new_kid);
+    assert_ne!(kid(&before.access_token), new_kid);
+    // The retired key is still published, so tokens it signed still verify.
+    let jwks = f.provider.keys().jwks().unwrap().to_string();
+    assert!(jwks.contains(&kid(&before.access_token)) && jwks.contains(&new_kid));
+    assert!(f.provider.userinfo(before.access_token).await.is_ok());
+    // The private keys are sealed at rest.
+    let sealed: Vec<String> =
+        f.db.with(|c| {
+            use diesel::prelude::*;
+            use identity_core::schema::signing_keys;
+            Ok(signing_keys::table
+                .select(signing_keys::private_key)
+                .load(c)?)
+        })
+        .unwrap();
+    assert!(
+        sealed.iter().all(|s| !s.starts_with("MI")),
+        "keys must not be stored as plain PKCS#8"
+    );
+}
