@@ -879,7 +879,7 @@ impl Provider {
         let redirect_uri = input
             .redirect_uri
             .ok_or_else(|| Error::InvalidRequest("the redirect_uri parameter is missing".into()))?;
-        if !client.redirect_uris.iter().any(|u| *u == redirect_uri) {
+        if !client.redirect_uris.contains(&redirect_uri) {
             return Err(Error::InvalidRequest(
                 "the redirect_uri is not registered for this e-service".into(),
             ));

@@ -18,8 +18,6 @@ pub struct Settings {
     pub public_url: Url,
     /// Where to listen.
     pub listen: SocketAddr,
-    /// Data directory (the SQLite file by default).
-    pub data_dir: PathBuf,
     /// Database URL: a SQLite path or `postgres://`.
     pub database_url: String,
     /// Database pool size.
@@ -235,7 +233,6 @@ impl Settings {
         Ok(Settings {
             public_url,
             listen,
-            data_dir,
             database_url,
             db_pool_size: src.number("db_pool_size", 8u32, 1, 512)?,
             kek,

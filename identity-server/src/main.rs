@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use identity_core::crypto::Kek;
 use identity_core::model::{NewCitizen, NewClient, SigningAlg};
 use identity_core::password::Password;
-use identity_core::storage::Db;
+use identity_core::storage::{Backend, Db};
 use identity_core::{Clock, Provider};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -148,17 +148,22 @@ enum KeysCommand {
     List,
 }
 
-fn open(settings: &Settings) -> Result<Provider, String> {
-    if settings.database_url == settings.data_dir.join("identity.db").to_string_lossy() {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            format!(
-                "data_dir: cannot create {}: {e}",
-                settings.data_dir.display()
-            )
-        })?;
+/// Opens the database; a SQLite file's directory is created first.
+fn open_db(settings: &Settings, pool_size: u32) -> Result<Db, String> {
+    if Backend::of(&settings.database_url) == Backend::Sqlite {
+        if let Some(dir) = Path::new(&settings.database_url)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("data_dir: cannot create {}: {e}", dir.display()))?;
+        }
     }
-    let db = Db::open(&settings.database_url, settings.db_pool_size)
-        .map_err(|e| format!("database_url: {e}"))?;
+    Db::open(&settings.database_url, pool_size).map_err(|e| format!("database_url: {e}"))
+}
+
+fn open(settings: &Settings) -> Result<Provider, String> {
+    let db = open_db(settings, settings.db_pool_size)?;
     db.migrate().map_err(|e| e.to_string())?;
     let provider = Provider::new(
         db,
@@ -193,8 +198,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Migrate => {
             let settings = Settings::load(config, Overrides::default())?;
-            let db =
-                Db::open(&settings.database_url, 1).map_err(|e| format!("database_url: {e}"))?;
+            let db = open_db(&settings, 1)?;
             let n = db.migrate().map_err(|e| e.to_string())?;
             println!("applied {n} migration(s)");
             Ok(())

@@ -158,7 +158,7 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let body = web::block(move || provider.keys().jwks())
         .await
-        .map_err(|e| Error::internal(e))??;
+        .map_err(Error::internal)??;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .content_type("application/jwk-set+json")

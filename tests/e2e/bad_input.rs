@@ -1,0 +1,111 @@
+//! Malformed, missing, repeated and oversized parameters on every endpoint: always a 4xx
+//! with the right error code, never a 5xx.
+
+use identity_core::storage::Backend;
+use reqwest::Method;
+
+use crate::util::*;
+
+struct Case {
+    method: Method,
+    path: String,
+    body: Option<Vec<u8>>,
+    basic: bool,
+    /// The OAuth error code expected, for JSON endpoints.
+    error: Option<&'static str>,
+}
+
+fn case(
+    method: Method,
+    path: &str,
+    body: Option<&[u8]>,
+    basic: bool,
+    error: Option<&'static str>,
+) -> Case {
+    Case {
+        method,
+        path: path.to_owned(),
+        body: body.map(<[u8]>::to_vec),
+        basic,
+        error,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_4xx_with_error_codes() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let big = vec![b'a'; 200 * 1024];
+    let long_query = format!("/authorize?client_id={}", "x".repeat(6000));
+    let mut oversized_form = b"grant_type=client_credentials&scope=".to_vec();
+    oversized_form.extend_from_slice(&big);
+    let garbage: &[u8] = &[0xff, 0xfe, b'%', b'%', b'=', b'&', 0x00, b'='];
+    let cases = vec![
+        case(Method::GET, "/authorize", None, false, None),
+        case(Method::GET, "/authorize?client_id=demo-eservice", None, false, None),
+        case(Method::GET, "/authorize?client_id=demo-eservice&client_id=x", None, false, None),
+        case(Method::GET, "/authorize?client_id=unknown&redirect_uri=http://localhost:8081/callback", None, false, None),
+        case(Method::GET, "/authorize?%%%&&==&client_id=%ZZ", None, false, None),
+        case(Method::GET, &long_query, None, false, None),
+        case(Method::POST, "/authorize", Some(garbage), false, None),
+        case(Method::POST, "/token", None, false, Some("invalid_client")),
+        case(Method::POST, "/token", Some(b"grant_type=authorization_code"), false, Some("invalid_client")),
+        case(Method::POST, "/token", Some(b""), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(b"grant_type=password&username=a&password=b"), true, Some("unsupported_grant_type")),
+        case(Method::POST, "/token", Some(b"grant_type=client_credentials&grant_type=client_credentials"), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(b"grant_type=authorization_code"), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(b"grant_type=authorization_code&code=x&redirect_uri=y"), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(b"grant_type=authorization_code&code=nope&redirect_uri=http://localhost:8081/callback&code_verifier=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), true, Some("invalid_grant")),
+        case(Method::POST, "/token", Some(b"grant_type=refresh_token"), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(b"grant_type=refresh_token&refresh_token=forged"), true, Some("invalid_grant")),
+        case(Method::POST, "/token", Some(b"grant_type=client_credentials&scope=admin"), true, Some("invalid_scope")),
+        case(Method::POST, "/token", Some(b"grant_type=client_credentials&client_secret=x"), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(garbage), true, Some("invalid_request")),
+        case(Method::POST, "/token", Some(&oversized_form), true, None),
+        case(Method::GET, "/token", None, false, None),
+        case(Method::GET, "/userinfo", None, false, Some("invalid_token")),
+        case(Method::POST, "/userinfo", Some(b"access_token=not.a.jwt"), false, Some("invalid_token")),
+        case(Method::POST, "/userinfo", Some(&big), false, None),
+        case(Method::GET, "/interaction/unknown", None, false, None),
+        case(Method::POST, "/interaction/unknown/login", Some(b"username=a&password=b"), false, None),
+        case(Method::POST, "/interaction/unknown/consent", Some(b"decision=allow"), false, None),
+        case(Method::POST, "/account/login", Some(b"username=demo&password=x"), false, None),
+        case(Method::POST, "/account/consents/withdraw", Some(b"client_id=demo-eservice"), false, None),
+        case(Method::POST, "/logout", Some(garbage), false, None),
+        case(Method::POST, "/.well-known/openid-configuration", None, false, None),
+        case(Method::DELETE, "/jwks", None, false, None),
+    ];
+    let client = http();
+    for c in cases {
+        let mut req = client.request(c.method.clone(), server.url(&c.path));
+        if c.basic {
+            req = req.basic_auth(CLIENT_ID, Some(CLIENT_SECRET));
+        }
+        if let Some(body) = c.body {
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let label = format!("{} {}", c.method, &c.path[..c.path.len().min(80)]);
+        assert!(status.is_client_error(), "{label}: {status}");
+        if let Some(code) = c.error {
+            let body: serde_json::Value = r
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{label}: not JSON: {e}"));
+            assert_eq!(body["error"], code, "{label}: {body}");
+            assert!(body["error_description"].is_string(), "{label}");
+        }
+    }
+    // A bearer token in the header and in the body at once is refused.
+    let r = client
+        .post(server.url("/userinfo"))
+        .bearer_auth("a")
+        .form(&[("access_token", "b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}

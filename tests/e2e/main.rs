@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts the real `identity-server` binary (the `demo` command, on
+//! a fresh SQLite file or a fresh PostgreSQL database) and talks to it over HTTP.
+
+mod bad_input;
+mod cli;
+mod negative;
+mod oidc;
+mod util;
