@@ -72,8 +72,10 @@ impl From<diesel::result::Error> for Error {
         use diesel::result::{DatabaseErrorKind, Error as D};
         match e {
             D::NotFound => Error::NotFound,
+            // The database's own text names tables and constraints: log it, never show it.
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Error::Conflict(info.message().to_owned())
+                tracing::debug!(detail = info.message(), "unique violation");
+                Error::Conflict("already exists".to_owned())
             }
             D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 Error::Unavailable(info.message().to_owned())

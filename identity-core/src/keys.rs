@@ -183,7 +183,11 @@ impl KeyStore {
             for alg in SigningAlg::ALL {
                 let n: i64 = signing_keys::table
                     .filter(signing_keys::alg.eq(alg.as_str()))
-                    .filter(signing_keys::retired_at.is_null())
+                    .filter(
+                        signing_keys::retired_at
+                            .is_null()
+                            .or(signing_keys::retired_at.gt(now)),
+                    )
                     .filter(signing_keys::active_from.le(now))
                     .count()
                     .get_result(conn)?;
@@ -195,17 +199,25 @@ impl KeyStore {
         })
     }
 
-    /// Replaces the signing key of `alg` with a new one at once; the old key stays in the
-    /// JWKS until every token it signed has expired (retired keys are kept for a day).
-    pub fn rotate(&self, alg: SigningAlg) -> Result<String> {
+    /// Rotates the signing key of `alg`. The new key is published at once and starts
+    /// signing after `prepublish` seconds, so relying parties that cache the JWKS see it
+    /// before any token it signs; the current key signs until then. Retired keys stay
+    /// published for a day, longer than any token lives. `prepublish = 0` replaces the key
+    /// at once (for a compromised key).
+    pub fn rotate(&self, alg: SigningAlg, prepublish: i64) -> Result<String> {
         let now = self.clock.now();
+        let switch = now + prepublish.max(0);
         let kid = self.db.tx(|conn| {
             diesel::update(signing_keys::table)
                 .filter(signing_keys::alg.eq(alg.as_str()))
-                .filter(signing_keys::retired_at.is_null())
-                .set(signing_keys::retired_at.eq(now))
+                .filter(
+                    signing_keys::retired_at
+                        .is_null()
+                        .or(signing_keys::retired_at.gt(switch)),
+                )
+                .set(signing_keys::retired_at.eq(switch))
                 .execute(conn)?;
-            self.add_key(conn, alg, now)
+            self.add_key(conn, alg, switch)
         })?;
         self.invalidate();
         Ok(kid)
@@ -236,11 +248,12 @@ impl KeyStore {
         }
     }
 
-    /// Keys that are published: not retired, or retired less than a day ago.
-    fn keys(&self) -> Result<Vec<LoadedKey>> {
+    /// Keys that are published: not retired, or retired less than a day ago. `max_age`
+    /// is how old the cached copy may be.
+    fn keys_within(&self, max_age: i64) -> Result<Vec<LoadedKey>> {
         let now = self.clock.now();
         if let Ok(c) = self.cache.read() {
-            if c.loaded_at != i64::MIN && now - c.loaded_at < CACHE_SECONDS && !c.keys.is_empty() {
+            if c.loaded_at != i64::MIN && now - c.loaded_at < max_age && !c.keys.is_empty() {
                 return Ok(c.keys.clone());
             }
         }
@@ -266,6 +279,27 @@ impl KeyStore {
         Ok(keys)
     }
 
+    fn keys(&self) -> Result<Vec<LoadedKey>> {
+        self.keys_within(CACHE_SECONDS)
+    }
+
+    /// The key of `alg` that signs now: the newest one already active and not retired.
+    pub fn signer(&self, alg: SigningAlg) -> Result<Signer> {
+        let now = self.clock.now();
+        self.keys()?
+            .into_iter()
+            .filter(|k| {
+                k.alg == alg && k.active_from <= now && k.retired_at.is_none_or(|r| r > now)
+            })
+            .max_by_key(|k| k.active_from)
+            .map(|k| Signer {
+                kid: k.kid,
+                alg: k.alg,
+                encoding: k.encoding,
+            })
+            .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))
+    }
+
     /// The JWKS document.
     pub fn jwks(&self) -> Result<Value> {
         let keys: Vec<Value> = self
@@ -284,16 +318,7 @@ impl KeyStore {
 
     /// Signs `claims` with the active key of `alg`, with header `typ`.
     pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String> {
-        let now = self.clock.now();
-        let key = self
-            .keys()?
-            .into_iter()
-            .find(|k| k.alg == alg && k.retired_at.is_none() && k.active_from <= now)
-            .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))?;
-        let mut header = Header::new(jwt_alg(alg));
-        header.kid = Some(key.kid.clone());
-        header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(Error::internal)
+        self.signer(alg)?.sign(typ, claims)
     }
 
     /// Verifies a JWT we signed: known `kid`, the key's own algorithm, `typ`, issuer,
@@ -310,11 +335,13 @@ impl KeyStore {
             return Err(Error::InvalidToken);
         }
         let kid = header.kid.ok_or(Error::InvalidToken)?;
-        let key = self
-            .keys()?
-            .into_iter()
-            .find(|k| k.kid == kid)
-            .ok_or(Error::InvalidToken)?;
+        let find = |keys: Vec<LoadedKey>| keys.into_iter().find(|k| k.kid == kid);
+        // A key another replica added a moment ago may not be cached yet: look again, at
+        // most once a second, before calling the token invalid.
+        let key = match find(self.keys()?) {
+            Some(k) => k,
+            None => find(self.keys_within(1)?).ok_or(Error::InvalidToken)?,
+        };
         // The key decides the algorithm, never the token's header.
         if header.alg != jwt_alg(key.alg) {
             return Err(Error::InvalidToken);
@@ -328,6 +355,32 @@ impl KeyStore {
             .map_err(|_| Error::InvalidToken)?;
         let value = serde_json::to_value(data.claims).map_err(Error::internal)?;
         serde_json::from_value(value).map_err(|_| Error::InvalidToken)
+    }
+}
+
+/// A loaded private key, ready to sign without touching the database.
+#[derive(Clone)]
+pub struct Signer {
+    kid: String,
+    alg: SigningAlg,
+    encoding: EncodingKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// Signs `claims` as a JWT with header `typ`.
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String> {
+        let mut header = Header::new(jwt_alg(self.alg));
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(Error::internal)
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::crypto::{b64, random_id, random_token, token_hash, Kek, KeyedHash, Purpose};
 use crate::error::{Error, Result};
-use crate::keys::{at_hash, KeyStore};
+use crate::keys::{at_hash, KeyStore, Signer};
 use crate::model::*;
 use crate::password::{Hasher, HashingConfig, Password, Policy};
 use crate::schema::*;
@@ -651,7 +651,7 @@ impl Provider {
         let key = self.account_key(&normalize_username(username));
         self.inner
             .db
-            .with(|conn| self.inner.config.throttle.record_success(conn, &key))
+            .with(|conn| self.inner.config.throttle.reset(conn, &key))
     }
 
     fn account_key(&self, username: &str) -> String {
@@ -697,8 +697,11 @@ impl Provider {
         let this = self.clone();
         let (acct, addr, user) = (account.clone(), address.clone(), username.clone());
         let stored: Option<(String, String)> = blocking(move || {
-            this.inner.db.with(|conn| {
-                this.inner.config.throttle.check(conn, &acct, &addr, now)?;
+            this.inner.db.tx(|conn| {
+                this.inner
+                    .config
+                    .throttle
+                    .begin_attempt(conn, &acct, &addr, now)?;
                 Ok(citizens::table
                     .inner_join(password_credentials::table)
                     .filter(citizens::username.eq(&user))
@@ -713,17 +716,31 @@ impl Provider {
             Some((id, phc)) => (Some(id), Some(phc)),
             None => (None, None),
         };
-        let checked = self.inner.hasher.verify(phc, password).await?;
+        let checked = match self.inner.hasher.verify(phc, password).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The attempt was counted but never checked: give it back.
+                let this = self.clone();
+                let (acct, addr) = (account.clone(), address.clone());
+                blocking(move || {
+                    this.inner
+                        .db
+                        .tx(|conn| this.inner.config.throttle.not_checked(conn, &acct, &addr))
+                })
+                .await?;
+                return Err(e);
+            }
+        };
         let this = self.clone();
         blocking(move || {
             let now = this.inner.clock.now();
             this.inner.db.tx(|conn| {
                 let throttle = &this.inner.config.throttle;
+                // A failure was already counted when the attempt began.
                 let Some(citizen_id) = citizen_id.filter(|_| checked.ok) else {
-                    throttle.record_failure(conn, &account, &address, now)?;
                     return Ok(None);
                 };
-                throttle.record_success(conn, &account)?;
+                throttle.succeeded(conn, &account, &address)?;
                 if let Some(phc) = &checked.rehash {
                     diesel::update(password_credentials::table.find(&citizen_id))
                         .set((
@@ -735,19 +752,27 @@ impl Provider {
                 if let Some(old) = &old {
                     diesel::delete(sessions::table.find(token_hash(old.expose()))).execute(conn)?;
                 }
+                // A login made for a pending request satisfies its `prompt=login` and its
+                // `max_age`; removing them keeps a one-second clock from asking twice.
                 if let Some(id) = &request_id {
                     let prompt: Option<Option<String>> = auth_requests::table
                         .find(id)
                         .select(auth_requests::prompt)
                         .first(conn)
                         .optional()?;
-                    if let Some(Some(p)) = prompt {
-                        let rest: Vec<&str> = p.split(' ').filter(|x| *x != "login").collect();
+                    if let Some(p) = prompt {
+                        let rest: Vec<&str> = p
+                            .as_deref()
+                            .unwrap_or("")
+                            .split(' ')
+                            .filter(|x| !x.is_empty() && *x != "login")
+                            .collect();
                         diesel::update(auth_requests::table.find(id))
-                            .set(
+                            .set((
                                 auth_requests::prompt
                                     .eq((!rest.is_empty()).then(|| rest.join(" "))),
-                            )
+                                auth_requests::max_age.eq(None::<i64>),
+                            ))
                             .execute(conn)?;
                     }
                 }
@@ -1097,6 +1122,7 @@ impl Provider {
                             ui_locales: request.ui_locales,
                         },
                         Decision::Issue(session) => {
+                            Self::claim(conn, &request, now)?;
                             Interaction::Redirect(this.issue_code(conn, &request, &session)?)
                         }
                     },
@@ -1132,8 +1158,8 @@ impl Provider {
                 let session = this
                     .session_blocking(conn, token.as_ref())?
                     .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;
+                Self::claim(conn, &request, now)?;
                 if !allow {
-                    diesel::delete(auth_requests::table.find(&request.id)).execute(conn)?;
                     let mut params = vec![
                         ("error", "access_denied"),
                         ("error_description", "the citizen did not consent"),
@@ -1167,6 +1193,20 @@ impl Provider {
         .await
     }
 
+    /// Takes a pending request for this answer, once: of two concurrent answers (a double
+    /// click, two replicas) only one deletes the row, and the other is refused cleanly.
+    fn claim(conn: &mut DbConnection, request: &AuthRequest, now: i64) -> Result<()> {
+        let n = diesel::delete(auth_requests::table.find(&request.id))
+            .filter(auth_requests::expires_at.gt(now))
+            .execute(conn)?;
+        if n != 1 {
+            return Err(Error::InvalidRequest(
+                "this sign-in request was already answered; return to the e-service and start again".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn issue_code(
         &self,
         conn: &mut DbConnection,
@@ -1193,7 +1233,6 @@ impl Provider {
                 used_at: None,
             })
             .execute(conn)?;
-        diesel::delete(auth_requests::table.find(&request.id)).execute(conn)?;
         let mut params = vec![("code", code.as_str())];
         if let Some(s) = &request.state {
             params.push(("state", s));
@@ -1279,12 +1318,10 @@ impl Provider {
             ));
         }
         let now = self.inner.clock.now();
-        enum Outcome {
-            Grant(Box<CodeRow>),
-            Refused(&'static str),
-        }
+        let signers = self.signers(&client)?;
         // Revocation on reuse must commit even though the request fails, so the transaction
-        // returns the refusal as a value and the error is raised after it commits.
+        // returns the refusal as a value and the error is raised after it commits. The
+        // tokens are made inside it, so a failure there leaves the code unused.
         let outcome = self.inner.db.tx(|conn| {
             let Some(row) = auth_codes::table
                 .find(token_hash(&code))
@@ -1332,23 +1369,21 @@ impl Provider {
                     token_families::created_at.eq(now),
                 ))
                 .execute(conn)?;
-            Ok(Outcome::Grant(Box::new(row)))
+            let grant = Grant {
+                family_id: row.family_id,
+                client: client.clone(),
+                citizen_id: row.citizen_id,
+                scope: Scopes::parse(&row.scope),
+                nonce: row.nonce,
+                auth_time: row.auth_time,
+                amr: row.amr,
+                acr: row.acr,
+            };
+            Ok(Outcome::Issued(Box::new(
+                self.issue_tokens(conn, &grant, &signers)?,
+            )))
         })?;
-        let row = match outcome {
-            Outcome::Grant(row) => row,
-            Outcome::Refused(why) => return Err(Error::InvalidGrant(why)),
-        };
-        let grant = Grant {
-            family_id: row.family_id,
-            client,
-            citizen_id: row.citizen_id,
-            scope: Scopes::parse(&row.scope),
-            nonce: row.nonce,
-            auth_time: row.auth_time,
-            amr: row.amr,
-            acr: row.acr,
-        };
-        self.issue_tokens(&grant)
+        outcome.into_result()
     }
 
     fn refresh_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
@@ -1356,10 +1391,10 @@ impl Provider {
             Error::InvalidRequest("the refresh_token parameter is missing".into())
         })?;
         let now = self.inner.clock.now();
-        enum Outcome {
-            Grant(Box<Grant>),
-            Refused(&'static str),
-        }
+        let signers = self.signers(&client)?;
+        // As for codes: refusals commit their revocation, and the new refresh token is
+        // stored in the same transaction that consumes the old one, so a failure in
+        // between cannot turn the client's retry into "reuse".
         let outcome = self.inner.db.tx(|conn| {
             let Some(row) = refresh_tokens::table
                 .find(token_hash(&token))
@@ -1415,7 +1450,7 @@ impl Provider {
                     asked
                 }
             };
-            Ok(Outcome::Grant(Box::new(Grant {
+            let grant = Grant {
                 family_id: row.family_id,
                 client: client.clone(),
                 citizen_id: family.citizen_id,
@@ -1424,12 +1459,12 @@ impl Provider {
                 auth_time: row.auth_time,
                 amr: row.amr,
                 acr: row.acr,
-            })))
+            };
+            Ok(Outcome::Issued(Box::new(
+                self.issue_tokens(conn, &grant, &signers)?,
+            )))
         })?;
-        match outcome {
-            Outcome::Grant(grant) => self.issue_tokens(&grant),
-            Outcome::Refused(why) => Err(Error::InvalidGrant(why)),
-        }
+        outcome.into_result()
     }
 
     fn client_credentials_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
@@ -1484,7 +1519,21 @@ impl Provider {
         })
     }
 
-    fn issue_tokens(&self, grant: &Grant) -> Result<TokenResponse> {
+    /// The keys a client's tokens are signed with, loaded before any transaction so that
+    /// signing never waits for a second pooled connection while holding one.
+    fn signers(&self, client: &Client) -> Result<Signers> {
+        Ok(Signers {
+            access: self.inner.keys.signer(SigningAlg::Es256)?,
+            id: self.inner.keys.signer(client.id_token_alg)?,
+        })
+    }
+
+    fn issue_tokens(
+        &self,
+        conn: &mut DbConnection,
+        grant: &Grant,
+        signers: &Signers,
+    ) -> Result<TokenResponse> {
         let cfg = &self.inner.config;
         let now = self.inner.clock.now();
         let sub = self.subject(&grant.client.sector, &grant.citizen_id);
@@ -1503,7 +1552,7 @@ impl Provider {
             amr: Some(amr.clone()),
             fid: Some(grant.family_id.clone()),
         };
-        let access_token = self.inner.keys.sign(SigningAlg::Es256, "at+jwt", &access)?;
+        let access_token = signers.access.sign("at+jwt", &access)?;
         let mut id = json!({
             "iss": cfg.issuer,
             "sub": sub,
@@ -1519,26 +1568,20 @@ impl Provider {
         if let Some(n) = &grant.nonce {
             id["nonce"] = json!(n);
         }
-        let id_token = self
-            .inner
-            .keys
-            .sign(grant.client.id_token_alg, "JWT", &id)?;
+        let id_token = signers.id.sign("JWT", &id)?;
         let refresh = random_token();
-        self.inner.db.with(|conn| {
-            diesel::insert_into(refresh_tokens::table)
-                .values((
-                    refresh_tokens::token_hash.eq(token_hash(&refresh)),
-                    refresh_tokens::family_id.eq(&grant.family_id),
-                    refresh_tokens::scope.eq(grant.scope.to_string()),
-                    refresh_tokens::auth_time.eq(grant.auth_time),
-                    refresh_tokens::amr.eq(&grant.amr),
-                    refresh_tokens::acr.eq(&grant.acr),
-                    refresh_tokens::created_at.eq(now),
-                    refresh_tokens::expires_at.eq(now + cfg.refresh_token_ttl),
-                ))
-                .execute(conn)?;
-            Ok(())
-        })?;
+        diesel::insert_into(refresh_tokens::table)
+            .values((
+                refresh_tokens::token_hash.eq(token_hash(&refresh)),
+                refresh_tokens::family_id.eq(&grant.family_id),
+                refresh_tokens::scope.eq(grant.scope.to_string()),
+                refresh_tokens::auth_time.eq(grant.auth_time),
+                refresh_tokens::amr.eq(&grant.amr),
+                refresh_tokens::acr.eq(&grant.acr),
+                refresh_tokens::created_at.eq(now),
+                refresh_tokens::expires_at.eq(now + cfg.refresh_token_ttl),
+            ))
+            .execute(conn)?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -1696,6 +1739,13 @@ impl Provider {
                 if n == 0 {
                     return Err(Error::NotFound);
                 }
+                // Codes issued under the consent but not yet redeemed go too, or one
+                // redeemed after the withdrawal would start a fresh grant.
+                diesel::delete(auth_codes::table)
+                    .filter(auth_codes::citizen_id.eq(&session.citizen_id))
+                    .filter(auth_codes::client_id.eq(&client_id))
+                    .filter(auth_codes::used_at.is_null())
+                    .execute(conn)?;
                 diesel::update(token_families::table)
                     .filter(token_families::citizen_id.eq(&session.citizen_id))
                     .filter(token_families::client_id.eq(&client_id))
@@ -1709,6 +1759,27 @@ impl Provider {
             })
         })
         .await
+    }
+}
+
+struct Signers {
+    access: Signer,
+    id: Signer,
+}
+
+/// What a grant's transaction decided. A refusal is a value, not an `Err`, so that the
+/// revocation it may have written commits.
+enum Outcome {
+    Issued(Box<TokenResponse>),
+    Refused(&'static str),
+}
+
+impl Outcome {
+    fn into_result(self) -> Result<TokenResponse> {
+        match self {
+            Outcome::Issued(t) => Ok(*t),
+            Outcome::Refused(why) => Err(Error::InvalidGrant(why)),
+        }
     }
 }
 

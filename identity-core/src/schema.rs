@@ -140,6 +140,7 @@ diesel::table! {
         failures -> BigInt,
         window_start -> BigInt,
         last_failure_at -> BigInt,
+        next_allowed_at -> BigInt,
     }
 }
 

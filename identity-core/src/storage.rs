@@ -5,7 +5,7 @@
 //! the core never asks which backend it is on. Where a backend needs its own SQL, the match
 //! on [`DbConnection`] is in this module.
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -162,15 +162,50 @@ impl Db {
     }
 
     /// Runs `f` in one transaction on a pooled connection.
+    ///
+    /// On SQLite the transaction begins with `BEGIN IMMEDIATE`: a deferred transaction that
+    /// reads and then writes fails with `SQLITE_BUSY_SNAPSHOT` (not covered by the busy
+    /// timeout) when another connection committed in between; taking the write lock up
+    /// front makes writers wait their turn instead. Nested transactions inside `f` become
+    /// savepoints on both backends.
     pub fn tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
-        DbConnection::transaction(&mut conn, f)
+        if !matches!(&*conn, DbConnection::Sqlite(_)) {
+            return Connection::transaction(&mut *conn, f);
+        }
+        on_sqlite(&mut conn, |c| {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        })?;
+        match f(&mut conn) {
+            Ok(v) => {
+                on_sqlite(&mut conn, AnsiTransactionManager::commit_transaction)?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rb) = on_sqlite(&mut conn, AnsiTransactionManager::rollback_transaction)
+                {
+                    tracing::error!(error = %rb, "rollback failed");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Runs `f` on a pooled connection without a transaction.
     pub fn with<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         f(&mut conn)
+    }
+}
+
+/// Runs a step on the SQLite connection inside `conn`; nothing on PostgreSQL.
+fn on_sqlite(
+    conn: &mut DbConnection,
+    step: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<()>,
+) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => step(c),
+        DbConnection::Postgres(_) => Ok(()),
     }
 }
 

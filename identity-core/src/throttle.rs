@@ -2,9 +2,14 @@
 //!
 //! Per account (keyed by a keyed hash of the username, known or not, so lock-out says
 //! nothing about whether an account exists): after `free_failures` consecutive failures
-//! each attempt waits 2^(n - free) seconds (capped), and at `lockout_after` the account is
+//! each attempt waits 2^(n - free + 1) seconds (capped), and at `lockout_after` the account is
 //! locked until an operator unlocks it. Per source address: at most `per_address_limit`
-//! failures in a window.
+//! failed attempts in a window.
+//!
+//! An attempt is counted *before* the password is checked, with a compare-and-set on the
+//! counter, and refunded only when it succeeds. So concurrent guesses, on one replica or
+//! many, cannot all slip through one delay: each must win the counter, and the loser of a
+//! race is told to wait.
 
 use diesel::prelude::*;
 
@@ -21,7 +26,7 @@ pub struct ThrottleConfig {
     pub lockout_after: i64,
     /// The longest delay between attempts, in seconds.
     pub max_delay: i64,
-    /// Failures allowed from one source address per window.
+    /// Failed attempts allowed from one source address per window.
     pub per_address_limit: i64,
     /// The per-address window, in seconds.
     pub per_address_window: i64,
@@ -44,99 +49,134 @@ struct Row {
     _key: String,
     failures: i64,
     window_start: i64,
-    last_failure_at: i64,
+    _last_failure_at: i64,
+    next_allowed_at: i64,
 }
 
-fn row(conn: &mut DbConnection, key: &str) -> Result<Option<Row>> {
-    Ok(throttles::table.find(key).first(conn).optional()?)
+/// The counter's row, created empty if missing. Two replicas may race to create it; the
+/// insert runs in a savepoint so the loser's unique violation does not abort the caller's
+/// transaction, and both then read the one row.
+fn load_or_create(conn: &mut DbConnection, key: &str, now: i64) -> Result<Row> {
+    if let Some(r) = throttles::table.find(key).first(conn).optional()? {
+        return Ok(r);
+    }
+    let inserted = conn.transaction(|c| {
+        diesel::insert_into(throttles::table)
+            .values((
+                throttles::key.eq(key),
+                throttles::failures.eq(0),
+                throttles::window_start.eq(now),
+                throttles::last_failure_at.eq(0),
+                throttles::next_allowed_at.eq(0),
+            ))
+            .execute(c)
+    });
+    match inserted {
+        Ok(_) => {}
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(throttles::table.find(key).first(conn)?)
 }
+
+/// A concurrent attempt changed the counter first: this one waits a moment.
+const RACE: Error = Error::Throttled { retry_after: 1 };
 
 impl ThrottleConfig {
-    /// Refuses an attempt that comes too soon for this account or address.
-    pub fn check(
+    fn delay_after(&self, failures: i64) -> i64 {
+        if failures < self.free_failures {
+            return 0;
+        }
+        // 2, 4, 8, … seconds: at least two, because times are whole seconds and a one-second
+        // delay could round down to nothing.
+        let exp = (failures - self.free_failures + 1).min(30) as u32;
+        2i64.saturating_pow(exp).min(self.max_delay)
+    }
+
+    /// Counts an attempt against the account and the address, or refuses it.
+    pub fn begin_attempt(
         &self,
         conn: &mut DbConnection,
         account: &str,
         address: &str,
         now: i64,
     ) -> Result<()> {
-        if let Some(r) = row(conn, account)? {
-            if r.failures >= self.lockout_after {
-                return Err(Error::Locked);
-            }
-            if r.failures >= self.free_failures {
-                let exp = (r.failures - self.free_failures).min(30) as u32;
-                let delay = 2i64.saturating_pow(exp).min(self.max_delay);
-                let wait = r.last_failure_at + delay - now;
-                if wait > 0 {
-                    return Err(Error::Throttled {
-                        retry_after: wait as u64,
-                    });
-                }
-            }
+        let r = load_or_create(conn, account, now)?;
+        if r.failures >= self.lockout_after {
+            return Err(Error::Locked);
         }
-        if let Some(r) = row(conn, address)? {
-            let wait = r.window_start + self.per_address_window - now;
-            if wait > 0 && r.failures >= self.per_address_limit {
-                return Err(Error::Throttled {
-                    retry_after: wait as u64,
-                });
-            }
+        if r.next_allowed_at > now {
+            return Err(Error::Throttled {
+                retry_after: (r.next_allowed_at - now) as u64,
+            });
+        }
+        let failures = r.failures + 1;
+        let won = diesel::update(throttles::table.find(account))
+            .filter(throttles::failures.eq(r.failures))
+            .set((
+                throttles::failures.eq(failures),
+                throttles::last_failure_at.eq(now),
+                throttles::next_allowed_at.eq(now + self.delay_after(failures)),
+            ))
+            .execute(conn)?;
+        if won != 1 {
+            return Err(RACE);
+        }
+
+        let r = load_or_create(conn, address, now)?;
+        let fresh_window = now - r.window_start >= self.per_address_window;
+        if !fresh_window && r.failures >= self.per_address_limit {
+            return Err(Error::Throttled {
+                retry_after: (r.window_start + self.per_address_window - now) as u64,
+            });
+        }
+        let (failures, start) = if fresh_window {
+            (1, now)
+        } else {
+            (r.failures + 1, r.window_start)
+        };
+        let won = diesel::update(throttles::table.find(address))
+            .filter(throttles::failures.eq(r.failures))
+            .filter(throttles::window_start.eq(r.window_start))
+            .set((
+                throttles::failures.eq(failures),
+                throttles::window_start.eq(start),
+                throttles::last_failure_at.eq(now),
+            ))
+            .execute(conn)?;
+        if won != 1 {
+            return Err(RACE);
         }
         Ok(())
     }
 
-    /// Counts a failure against the account and the address.
-    pub fn record_failure(
-        &self,
-        conn: &mut DbConnection,
-        account: &str,
-        address: &str,
-        now: i64,
-    ) -> Result<()> {
-        bump(conn, account, now, None)?;
-        bump(conn, address, now, Some(self.per_address_window))
+    /// A counted attempt succeeded: the account's consecutive failures start again, and
+    /// the address gets its attempt back.
+    pub fn succeeded(&self, conn: &mut DbConnection, account: &str, address: &str) -> Result<()> {
+        diesel::delete(throttles::table.find(account)).execute(conn)?;
+        refund(conn, address)
     }
 
-    /// Clears the account's consecutive failures after a success.
-    pub fn record_success(&self, conn: &mut DbConnection, account: &str) -> Result<()> {
+    /// A counted attempt was never checked (the hashing pool was full): give it back.
+    pub fn not_checked(&self, conn: &mut DbConnection, account: &str, address: &str) -> Result<()> {
+        refund(conn, account)?;
+        refund(conn, address)
+    }
+
+    /// Clears an account's counter (an operator's unlock).
+    pub fn reset(&self, conn: &mut DbConnection, account: &str) -> Result<()> {
         diesel::delete(throttles::table.find(account)).execute(conn)?;
         Ok(())
     }
 }
 
-/// Adds one failure; with a window, a counter whose window has passed starts again at one.
-/// Neither backend's upsert is in the common SQL, so this is update-then-insert; the
-/// caller's transaction (and the primary key) keep two replicas from both inserting.
-fn bump(conn: &mut DbConnection, key: &str, now: i64, window: Option<i64>) -> Result<()> {
-    if let Some(w) = window {
-        let reset = diesel::update(throttles::table.find(key))
-            .filter(throttles::window_start.le(now - w))
-            .set((
-                throttles::failures.eq(1),
-                throttles::window_start.eq(now),
-                throttles::last_failure_at.eq(now),
-            ))
-            .execute(conn)?;
-        if reset == 1 {
-            return Ok(());
-        }
-    }
-    let updated = diesel::update(throttles::table.find(key))
-        .set((
-            throttles::failures.eq(throttles::failures + 1),
-            throttles::last_failure_at.eq(now),
-        ))
+fn refund(conn: &mut DbConnection, key: &str) -> Result<()> {
+    diesel::update(throttles::table.find(key))
+        .filter(throttles::failures.gt(0))
+        .set(throttles::failures.eq(throttles::failures - 1))
         .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(throttles::table)
-            .values((
-                throttles::key.eq(key),
-                throttles::failures.eq(1),
-                throttles::window_start.eq(now),
-                throttles::last_failure_at.eq(now),
-            ))
-            .execute(conn)?;
-    }
     Ok(())
 }

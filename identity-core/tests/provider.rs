@@ -51,6 +51,9 @@ both!(
     sessions_expire_and_prompts,
     pairwise_subjects_differ_by_sector,
     keys_rotate,
+    concurrent_guesses_cannot_skip_the_delay,
+    concurrent_refresh_reuse_revokes_cleanly,
+    pending_request_answered_once,
 );
 
 struct Fixture {
@@ -784,11 +787,21 @@ async fn pairwise_subjects_differ_by_sector(backend: Backend) {
 async fn keys_rotate(backend: Backend) {
     let f = fixture(backend).await;
     let before = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    // Rotation with pre-publication: the new key is published at once, signs later.
     let new_kid = f
         .provider
         .keys()
-        .rotate(identity_core::model::SigningAlg::Es256)
+        .rotate(identity_core::model::SigningAlg::Es256, 600)
         .unwrap();
+    assert!(f
+        .provider
+        .keys()
+        .jwks()
+        .unwrap()
+        .to_string()
+        .contains(&new_kid));
+    let during = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    f.clock.advance(601);
     let after = f.exchange(&f.code().await, VERIFIER).await.unwrap();
     let kid = |t: &str| {
         let h = t.split('.').next().unwrap();
@@ -798,6 +811,7 @@ async fn keys_rotate(backend: Backend) {
             .unwrap()
             .to_owned()
     };
+    assert_ne!(kid(&during.access_token), new_kid, "not before its time");
     assert_eq!(kid(&after.access_token), new_kid);
     assert_ne!(kid(&before.access_token), new_kid);
     // The retired key is still published, so tokens it signed still verify.
@@ -818,4 +832,82 @@ async fn keys_rotate(backend: Backend) {
         sealed.iter().all(|s| !s.starts_with("MI")),
         "keys must not be stored as plain PKCS#8"
     );
+}
+
+async fn concurrent_guesses_cannot_skip_the_delay(backend: Backend) {
+    let f = fixture(backend).await;
+    let wrong = Password::new("not the password at all");
+    for _ in 0..5 {
+        assert!(matches!(
+            f.provider.login("chan", &wrong, "10.0.1.1", None).await,
+            Err(Error::BadCredentials)
+        ));
+    }
+    f.clock.advance(2);
+    // Ten guesses at once after the fifth failure: the delay lets one through at most.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let p = f.provider.clone();
+        let pw = wrong.clone();
+        tasks.push(tokio::spawn(async move {
+            p.login("chan", &pw, &format!("10.0.2.{i}"), None).await
+        }));
+    }
+    let mut checked = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(Error::BadCredentials) => checked += 1,
+            Err(Error::Throttled { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        checked <= 1,
+        "{checked} guesses were checked inside one delay"
+    );
+}
+
+async fn concurrent_refresh_reuse_revokes_cleanly(backend: Backend) {
+    let f = fixture(backend).await;
+    let first = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let r1 = first.refresh_token.unwrap();
+    let (a, b) = tokio::join!(f.refresh(&r1), f.refresh(&r1));
+    let results = [a, b];
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    for r in &results {
+        assert!(
+            matches!(r, Ok(_) | Err(Error::InvalidGrant(_))),
+            "no internal error: {r:?}"
+        );
+    }
+    assert!(ok.len() <= 1);
+    // The reuse was seen, so the family is revoked: even the winner's new token is dead.
+    if let Some(winner) = ok.first() {
+        assert!(matches!(
+            f.refresh(winner.refresh_token.as_deref().unwrap()).await,
+            Err(Error::InvalidGrant(_))
+        ));
+    }
+}
+
+async fn pending_request_answered_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let Step::Interact(id) = f
+        .provider
+        .authorize(request("eservice"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let session = f.login().await;
+    let (a, b) = tokio::join!(
+        f.provider.consent(id.clone(), Some(session.clone()), true),
+        f.provider.consent(id.clone(), Some(session.clone()), true)
+    );
+    let oks = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(oks, 1, "{a:?} {b:?}");
+    for r in [&a, &b] {
+        assert!(matches!(r, Ok(_) | Err(Error::InvalidRequest(_))), "{r:?}");
+    }
 }

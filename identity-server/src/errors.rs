@@ -53,7 +53,11 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "temporarily_unavailable",
             "The service is busy. Please try again in a moment.".into(),
         ),
-        Error::Conflict(m) => (StatusCode::CONFLICT, "invalid_request", m.clone()),
+        Error::Conflict(_) => (
+            StatusCode::CONFLICT,
+            "invalid_request",
+            "The request conflicts with one made at the same time; try again.".into(),
+        ),
         Error::NotFound => (StatusCode::NOT_FOUND, "invalid_request", "not found".into()),
         Error::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -143,6 +143,13 @@ enum KeysCommand {
         /// ES256 or EdDSA.
         #[arg(long, default_value = "ES256")]
         alg: String,
+        /// Seconds the new key is published before it signs (longer than relying parties
+        /// cache the JWKS, which says max-age=300).
+        #[arg(long, default_value_t = 900)]
+        prepublish: i64,
+        /// Replace the key at once (a compromised key); same as --prepublish 0.
+        #[arg(long)]
+        now: bool,
     },
     /// List signing keys.
     List,
@@ -346,10 +353,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             let settings = Settings::load(config, Overrides::default())?;
             let provider = open(&settings)?;
             match command {
-                KeysCommand::Rotate { alg } => {
+                KeysCommand::Rotate {
+                    alg,
+                    prepublish,
+                    now,
+                } => {
                     let alg = SigningAlg::parse(&alg).map_err(|e| e.to_string())?;
-                    let kid = provider.keys().rotate(alg).map_err(|e| e.to_string())?;
-                    println!("new {} key {kid} is signing", alg.as_str());
+                    let delay = if now { 0 } else { prepublish };
+                    let kid = provider
+                        .keys()
+                        .rotate(alg, delay)
+                        .map_err(|e| e.to_string())?;
+                    println!(
+                        "new {} key {kid} is published and signs in {delay} s",
+                        alg.as_str()
+                    );
                 }
                 KeysCommand::List => {
                     for k in provider.keys().list().map_err(|e| e.to_string())? {

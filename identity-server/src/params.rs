@@ -9,6 +9,7 @@ use std::collections::HashMap;
 pub struct Params {
     values: HashMap<String, String>,
     repeated: Vec<String>,
+    control: Option<String>,
 }
 
 impl Params {
@@ -19,6 +20,13 @@ impl Params {
         for (k, v) in url::form_urlencoded::parse(bytes) {
             if v.is_empty() {
                 continue;
+            }
+            // No parameter of ours may hold control characters, and PostgreSQL refuses NUL
+            // in text outright; refuse them here rather than fail in the database.
+            if p.control.is_none()
+                && (k.chars().any(char::is_control) || v.chars().any(char::is_control))
+            {
+                p.control = Some(k.chars().filter(|c| !c.is_control()).collect());
             }
             if p.values.contains_key(k.as_ref()) {
                 if !p.repeated.iter().any(|r| r == k.as_ref()) {
@@ -40,6 +48,16 @@ impl Params {
     pub fn repeated(&self) -> &[String] {
         &self.repeated
     }
+
+    /// Refuses parameters that hold control characters.
+    pub fn check(&self) -> Result<(), identity_core::Error> {
+        match &self.control {
+            Some(name) => Err(identity_core::Error::InvalidRequest(format!(
+                "the {name} parameter contains control characters"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +72,8 @@ mod tests {
         assert_eq!(p.repeated(), ["a".to_string()]);
         assert_eq!(p.get("c").as_deref(), Some("%zz"));
         assert_eq!(p.get("d").as_deref(), Some("x y"));
+        assert!(p.check().is_ok());
+        assert!(Params::parse(b"client_id=%00").check().is_err());
+        assert!(Params::parse(b"state=a%0Ab").check().is_err());
     }
 }

@@ -45,10 +45,12 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
     let state = AppState {
         csrf: settings.kek.derive(Purpose::Csrf),
         provider,
-        secure_cookies: tls.is_some(),
+        // Behind a TLS-terminating proxy the server speaks HTTP but citizens use https: the
+        // public URL, not the listener, decides.
+        secure_cookies: settings.public_url.scheme() == "https",
     };
     let max_body = settings.max_body_bytes;
-    let hsts = tls.is_some();
+    let hsts = settings.public_url.scheme() == "https";
     let server = HttpServer::new(move || {
         let mut headers = DefaultHeaders::new()
             .add(("Content-Security-Policy", CSP))

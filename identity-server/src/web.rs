@@ -177,6 +177,7 @@ async fn authorize(
     } else {
         Params::parse(req.query_string().as_bytes())
     };
+    p.check()?;
     let input = AuthorizeInput {
         client_id: p.get("client_id"),
         redirect_uri: p.get("redirect_uri"),
@@ -319,6 +320,7 @@ async fn interaction_login(
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
     let form = Params::parse(&body);
+    form.check()?;
     check_csrf(&state, "login", &id, &form)?;
     state.provider.check_pending(id.clone()).await?;
     let username = form.get("username").unwrap_or_default();
@@ -359,6 +361,7 @@ async fn interaction_consent(
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
     let form = Params::parse(&body);
+    form.check()?;
     check_csrf(&state, "consent", &id, &form)?;
     let allow = match form.get("decision").as_deref() {
         Some("allow") => true,
@@ -394,7 +397,11 @@ fn client_auth(req: &HttpRequest, form: &Params) -> Result<ClientAuth, Error> {
                             .map(|(_, v)| v.into_owned())
                             .unwrap_or_default()
                     };
-                    Some((decode(id), decode(secret)))
+                    let (id, secret) = (decode(id), decode(secret));
+                    if id.chars().chain(secret.chars()).any(char::is_control) {
+                        return Err(Error::InvalidClient);
+                    }
+                    Some((id, secret))
                 }
             }
         }
@@ -425,6 +432,7 @@ async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Params::parse(&body);
+    form.check()?;
     if let Some(p) = form.repeated().first() {
         return Err(Error::InvalidRequest(format!("the {p} parameter is repeated")).into());
     }
@@ -536,6 +544,7 @@ async fn account_login(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let form = Params::parse(&body);
+    form.check()?;
     let binding = req
         .cookie(LOGIN_CSRF_COOKIE)
         .map(|c| c.value().to_owned())
@@ -586,6 +595,7 @@ async fn withdraw_consent(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let form = Params::parse(&body);
+    form.check()?;
     let session = session_csrf(&req, &state, &form)?;
     let client_id = form
         .get("client_id")
@@ -616,6 +626,7 @@ async fn logout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let form = Params::parse(&body);
+    form.check()?;
     let session = session_csrf(&req, &state, &form)?;
     state.provider.logout(session).await?;
     let mut resp = html_response(

@@ -198,10 +198,10 @@ async fn lockout_after_consecutive_failures() {
             401
         );
     }
-    // The sixth try comes before the one-second delay has passed.
+    // The sixth try comes before the two-second delay has passed.
     let (status, page) = failed_login(&server, USERNAME, PASSWORD).await;
     assert_eq!(status, 429, "{page}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         failed_login(&server, USERNAME, "not-the-password").await.0,
         401

@@ -127,5 +127,6 @@ CREATE TABLE throttles (
     key TEXT PRIMARY KEY NOT NULL,
     failures BIGINT NOT NULL,
     window_start BIGINT NOT NULL,
-    last_failure_at BIGINT NOT NULL
+    last_failure_at BIGINT NOT NULL,
+    next_allowed_at BIGINT NOT NULL
 );
