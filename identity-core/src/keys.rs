@@ -104,6 +104,19 @@ fn generate(alg: SigningAlg) -> Result<(Vec<u8>, Value)> {
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
             Ok((pkcs8.as_ref().to_vec(), jwk))
         }
+        SigningAlg::Rs256 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .map_err(Error::internal)?;
+            let der = key.to_pkcs8_der().map_err(Error::internal)?;
+            let jwk = json!({
+                "kty": "RSA",
+                "n": b64(&key.n().to_bytes_be()),
+                "e": b64(&key.e().to_bytes_be()),
+            });
+            Ok((der.as_bytes().to_vec(), jwk))
+        }
     }
 }
 
@@ -111,6 +124,7 @@ fn jwt_alg(alg: SigningAlg) -> Algorithm {
     match alg {
         SigningAlg::Es256 => Algorithm::ES256,
         SigningAlg::EdDsa => Algorithm::EdDSA,
+        SigningAlg::Rs256 => Algorithm::RS256,
     }
 }
 
@@ -127,6 +141,10 @@ fn load(kek: &Kek, row: KeyRow) -> Result<LoadedKey> {
         SigningAlg::EdDsa => (
             EncodingKey::from_ed_der(&der),
             DecodingKey::from_ed_components(&comp("x")).map_err(Error::internal)?,
+        ),
+        SigningAlg::Rs256 => (
+            EncodingKey::from_rsa_der(&der),
+            DecodingKey::from_rsa_components(&comp("n"), &comp("e")).map_err(Error::internal)?,
         ),
     };
     Ok(LoadedKey {
@@ -388,7 +406,9 @@ impl Signer {
 /// uses (SHA-256 for ES256, SHA-512 for Ed25519), base64url (OpenID Connect §3.1.3.6).
 pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
     let d = match alg {
-        SigningAlg::Es256 => ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes()),
+        SigningAlg::Es256 | SigningAlg::Rs256 => {
+            ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes())
+        }
         SigningAlg::EdDsa => ring::digest::digest(&ring::digest::SHA512, access_token.as_bytes()),
     };
     let half = d.as_ref().len() / 2;

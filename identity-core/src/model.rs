@@ -109,6 +109,9 @@ pub enum SigningAlg {
     Es256,
     /// Ed25519.
     EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (2048-bit keys): for legacy relying parties, and the
+    /// one algorithm OpenID Connect Discovery requires every provider to offer.
+    Rs256,
 }
 
 impl SigningAlg {
@@ -117,6 +120,7 @@ impl SigningAlg {
         match self {
             SigningAlg::Es256 => "ES256",
             SigningAlg::EdDsa => "EdDSA",
+            SigningAlg::Rs256 => "RS256",
         }
     }
 
@@ -125,14 +129,15 @@ impl SigningAlg {
         match s {
             "ES256" => Ok(SigningAlg::Es256),
             "EdDSA" => Ok(SigningAlg::EdDsa),
+            "RS256" => Ok(SigningAlg::Rs256),
             other => Err(Error::InvalidRequest(format!(
-                "unsupported signing algorithm {other:?}: use ES256 or EdDSA"
+                "unsupported signing algorithm {other:?}: use ES256, EdDSA or RS256"
             ))),
         }
     }
 
     /// Every algorithm the provider signs with.
-    pub const ALL: [SigningAlg; 2] = [SigningAlg::Es256, SigningAlg::EdDsa];
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256];
 }
 
 /// A registered e-service.

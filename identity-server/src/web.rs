@@ -138,7 +138,7 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "id_token_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
             "userinfo_signing_alg_values_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],

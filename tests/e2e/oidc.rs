@@ -197,7 +197,7 @@ async fn discovery_and_jwks_are_complete() {
         .iter()
         .map(|k| k["alg"].as_str().unwrap())
         .collect();
-    assert!(algs.contains(&"ES256") && algs.contains(&"EdDSA"));
+    assert!(algs.contains(&"ES256") && algs.contains(&"EdDSA") && algs.contains(&"RS256"));
     assert!(
         jwks.to_string().find("\"d\"").is_none(),
         "no private key material in the JWKS"
@@ -228,4 +228,67 @@ async fn security_headers_on_every_response() {
             "no HSTS over plain HTTP"
         );
     }
+}
+
+/// A legacy relying party registered for RS256 verifies its ID token with the library's
+/// default settings (which allow RS256 only).
+#[tokio::test(flavor = "multi_thread")]
+async fn rs256_client_with_default_verifier() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let out = server.cli(&[
+        "client",
+        "add",
+        "--id",
+        "legacy",
+        "--name",
+        "Legacy Portal",
+        "--department",
+        "Lands Department",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--id-token-alg",
+        "RS256",
+    ]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    let http = http();
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(server.base.clone()).unwrap(), &http)
+            .await
+            .unwrap();
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new("legacy".into()),
+        Some(ClientSecret::new(secret)),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let back = login_and_consent(&server, &browser(), url.as_str(), USERNAME, PASSWORD).await;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(query(&back, "code").unwrap()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    assert_eq!(
+        id_token.signing_alg().unwrap(),
+        &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256
+    );
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &nonce)
+        .expect("RS256 ID token verifies");
+    assert_eq!(claims.audiences()[0].as_str(), "legacy");
 }

@@ -16,6 +16,7 @@ pub struct Server {
     child: Child,
     pub base: String,
     dir: Dir,
+    database_url: Option<String>,
 }
 
 impl Drop for Server {
@@ -53,14 +54,16 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        if backend == Backend::Postgres {
-            cmd.env("IDENTITY_DATABASE_URL", fresh_postgres_url());
+        let database_url = (backend == Backend::Postgres).then(fresh_postgres_url);
+        if let Some(url) = &database_url {
+            cmd.env("IDENTITY_DATABASE_URL", url);
         }
         let child = cmd.spawn().expect("start identity-server");
         let mut server = Server {
             child,
             base: format!("http://localhost:{port}"),
             dir,
+            database_url,
         };
         server.wait_ready().await;
         server
@@ -86,6 +89,33 @@ impl Server {
     /// What the server printed.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs an administration command against this server's data (a second process on the
+    /// same database, as an operator would).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let cfg = self.dir.path().join("admin.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "kek_file = \"{}\"\ndata_dir = \"{}\"\n",
+                self.dir.path().join("demo-kek.hex").display(),
+                self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
+        cmd.arg("--config").arg(&cfg).args(args);
+        if let Some(url) = &self.database_url {
+            cmd.env("IDENTITY_DATABASE_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn url(&self, path: &str) -> String {
