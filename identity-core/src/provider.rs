@@ -432,7 +432,7 @@ fn normalize_username(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-const USER_SCOPES: &[&str] = &[
+
     "openid",
     "profile",
     "email",
@@ -1477,7 +1477,7 @@ impl Provider {
             &client
                 .scopes
                 .iter()
-                .filter(|s| !USER_SCOPES.contains(s))
+                .filter(|s| !SUPPORTED_SCOPES.contains(s))
                 .collect::<Vec<_>>()
                 .join(" "),
         );

@@ -248,6 +248,17 @@ impl Fixture {
     }
 }
 
+/// The token request that redeems `code` with the fixture's verifier.
+fn code_input(code: String) -> TokenInput {
+    TokenInput {
+        grant_type: Some("authorization_code".into()),
+        code: Some(code),
+        redirect_uri: Some(REDIRECT.into()),
+        code_verifier: Some(VERIFIER.into()),
+        ..Default::default()
+    }
+}
+
 fn jwt_claims(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -439,20 +450,7 @@ async fn client_authentication(backend: Backend) {
         id: "other".into(),
         secret: other_secret.unwrap(),
     };
-    let err = f
-        .provider
-        .token(
-            other,
-            TokenInput {
-                grant_type: Some("authorization_code".into()),
-                code: Some(code),
-                redirect_uri: Some(REDIRECT.into()),
-                code_verifier: Some(VERIFIER.into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = f.provider.token(other, code_input(code)).await.unwrap_err();
     assert!(matches!(err, Error::InvalidGrant(_)));
     // The stored secret is a keyed hash, not the secret.
     let stored: String =
@@ -759,20 +757,7 @@ async fn pairwise_subjects_differ_by_sector(backend: Backend) {
             id: id.into(),
             secret: identity_core::model::ClientSecret::new(secret),
         };
-        let t = f
-            .provider
-            .token(
-                auth,
-                TokenInput {
-                    grant_type: Some("authorization_code".into()),
-                    code: Some(code),
-                    redirect_uri: Some(REDIRECT.into()),
-                    code_verifier: Some(VERIFIER.into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let t = f.provider.token(auth, code_input(code)).await.unwrap();
         subs.push(
             jwt_claims(t.id_token.as_deref().unwrap())["sub"]
                 .as_str()
