@@ -432,15 +432,6 @@ fn normalize_username(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-
-    "openid",
-    "profile",
-    "email",
-    "phone",
-    "address",
-    "offline_access",
-];
-
 impl Provider {
     /// Builds the provider over a migrated database.
     pub fn new(db: Db, kek: Kek, clock: Clock, config: ProviderConfig) -> Result<Self> {
