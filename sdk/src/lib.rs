@@ -18,6 +18,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
