@@ -7,6 +7,7 @@
 //! assert_eq!(s.to_string(), "email openid");
 //! ```
 
+pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod error;

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::audit::{AuditLog, Event, Outcome as Audited};
 use crate::clock::Clock;
 use crate::crypto::{b64, random_id, random_token, token_hash, Kek, KeyedHash, Purpose};
 use crate::error::{Error, Result};
@@ -50,6 +51,15 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
+    /// The audit log's origin (its C2SP name): the issuer without its scheme, then `/audit`.
+    pub fn audit_origin(&self) -> String {
+        let host = self
+            .issuer
+            .split_once("://")
+            .map_or(self.issuer.as_str(), |(_, rest)| rest);
+        format!("{}/audit", host.trim_end_matches('/'))
+    }
+
     /// Defaults for an issuer.
     pub fn new(issuer: impl Into<String>) -> Self {
         ProviderConfig {
@@ -375,6 +385,7 @@ struct Grant {
 }
 
 struct Inner {
+    audit: AuditLog,
     db: Db,
     clock: Clock,
     config: ProviderConfig,
@@ -437,8 +448,10 @@ impl Provider {
     pub fn new(db: Db, kek: Kek, clock: Clock, config: ProviderConfig) -> Result<Self> {
         let keys = KeyStore::new(db.clone(), kek.clone(), clock.clone())?;
         let hasher = Hasher::new(&config.hashing).map_err(Error::Internal)?;
+        let audit = AuditLog::open(db.clone(), &kek, clock.clone(), &config.audit_origin())?;
         Ok(Provider {
             inner: Arc::new(Inner {
+                audit,
                 subjects: kek.derive(Purpose::PairwiseSubject),
                 secrets: kek.derive(Purpose::ClientSecret),
                 throttle_key: kek.derive(Purpose::Throttle),
@@ -454,6 +467,35 @@ impl Provider {
     /// The configuration.
     pub fn config(&self) -> &ProviderConfig {
         &self.inner.config
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Runs blocking work that may produce audit events, then records them durably before
+    /// returning. Events of work that failed inside the database (and so rolled back) are
+    /// dropped; refusals are committed values and keep theirs.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Provider, &mut Vec<Event>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        let (result, events) = blocking(move || {
+            let mut events = Vec::new();
+            let r = f(&this, &mut events);
+            Ok((r, events))
+        })
+        .await?;
+        let rolled_back = matches!(
+            result,
+            Err(Error::Internal(_) | Error::Unavailable(_) | Error::Conflict(_))
+        );
+        if !rolled_back {
+            self.inner.audit.record_all(events).await?;
+        }
+        result
     }
 
     /// The signing keys.
@@ -482,7 +524,24 @@ impl Provider {
 
     /// Registers an e-service; returns it and, for a confidential client, its secret
     /// (shown once: only a keyed hash is stored).
-    pub fn register_client(&self, new: NewClient) -> Result<(Client, Option<ClientSecret>)> {
+    pub async fn register_client(&self, new: NewClient) -> Result<(Client, Option<ClientSecret>)> {
+        self.run(move |this, ev| {
+            let (client, secret) = this.register_client_blocking(new)?;
+            ev.push(
+                Event::new("client.registered", Audited::Success)
+                    .client(&client.id)
+                    .detail(if client.is_confidential() {
+                        "confidential"
+                    } else {
+                        "public"
+                    }),
+            );
+            Ok((client, secret))
+        })
+        .await
+    }
+
+    fn register_client_blocking(&self, new: NewClient) -> Result<(Client, Option<ClientSecret>)> {
         if new.name.trim().is_empty() || new.department.trim().is_empty() {
             return Err(Error::InvalidRequest(
                 "name and department are required".into(),
@@ -561,15 +620,20 @@ impl Provider {
     }
 
     /// Removes a client and, by cascade, its codes, grants and consents.
-    pub fn remove_client(&self, id: &str) -> Result<()> {
-        let n = self
-            .inner
-            .db
-            .with(|conn| Ok(diesel::delete(clients::table.find(id)).execute(conn)?))?;
-        if n == 0 {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+    pub async fn remove_client(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.run(move |this, ev| {
+            let n = this
+                .inner
+                .db
+                .with(|conn| Ok(diesel::delete(clients::table.find(&id)).execute(conn)?))?;
+            if n == 0 {
+                return Err(Error::NotFound);
+            }
+            ev.push(Event::new("client.removed", Audited::Success).client(id));
+            Ok(())
+        })
+        .await
     }
 
     fn client(conn: &mut DbConnection, id: &str) -> Result<Option<Client>> {
@@ -672,7 +736,8 @@ impl Provider {
     }
 
     /// Like [`Provider::login`], for a pending authorization request: a successful login
-    /// satisfies the request's `prompt=login`.
+    /// satisfies the request's `prompt=login`. Every outcome but a full hashing pool is
+    /// audited before the answer goes back.
     pub async fn login_for(
         &self,
         username: &str,
@@ -680,6 +745,34 @@ impl Provider {
         source: &str,
         old: Option<SessionToken>,
         request_id: Option<String>,
+    ) -> Result<SessionToken> {
+        let mut citizen = None;
+        let result = self
+            .login_checked(username, password, source, old, request_id, &mut citizen)
+            .await;
+        let (outcome, detail) = match &result {
+            Ok(_) => (Audited::Success, "pwd"),
+            Err(Error::BadCredentials) => (Audited::Failure, "bad-credentials"),
+            Err(Error::Throttled { .. }) => (Audited::Failure, "throttled"),
+            Err(Error::Locked) => (Audited::Failure, "locked"),
+            Err(_) => return result,
+        };
+        let mut event = Event::new("login", outcome).source(source).detail(detail);
+        if let Some(c) = citizen {
+            event = event.citizen(c);
+        }
+        self.inner.audit.record(event).await?;
+        result
+    }
+
+    async fn login_checked(
+        &self,
+        username: &str,
+        password: &Password,
+        source: &str,
+        old: Option<SessionToken>,
+        request_id: Option<String>,
+        citizen: &mut Option<String>,
     ) -> Result<SessionToken> {
         let username = normalize_username(username);
         let account = self.account_key(&username);
@@ -707,6 +800,7 @@ impl Provider {
             Some((id, phc)) => (Some(id), Some(phc)),
             None => (None, None),
         };
+        citizen.clone_from(&citizen_id);
         let checked = match self.inner.hasher.verify(phc, password).await {
             Ok(c) => c,
             Err(e) => {
@@ -844,10 +938,18 @@ impl Provider {
 
     /// Ends a session.
     pub async fn logout(&self, token: SessionToken) -> Result<()> {
-        let this = self.clone();
-        blocking(move || {
-            this.inner.db.with(|conn| {
-                diesel::delete(sessions::table.find(token_hash(token.expose()))).execute(conn)?;
+        self.run(move |this, ev| {
+            this.inner.db.tx(|conn| {
+                let hash = token_hash(token.expose());
+                let citizen: Option<String> = sessions::table
+                    .find(&hash)
+                    .select(sessions::citizen_id)
+                    .first(conn)
+                    .optional()?;
+                diesel::delete(sessions::table.find(&hash)).execute(conn)?;
+                if let Some(c) = citizen {
+                    ev.push(Event::new("logout", Audited::Success).citizen(c));
+                }
                 Ok(())
             })
         })
@@ -864,11 +966,10 @@ impl Provider {
         input: AuthorizeInput,
         session: Option<SessionToken>,
     ) -> Result<Step> {
-        let this = self.clone();
-        blocking(move || {
+        self.run(move |this, ev| {
             this.inner
                 .db
-                .tx(|conn| this.authorize_blocking(conn, input, session.as_ref()))
+                .tx(|conn| this.authorize_blocking(conn, input, session.as_ref(), ev))
         })
         .await
     }
@@ -878,6 +979,7 @@ impl Provider {
         conn: &mut DbConnection,
         input: AuthorizeInput,
         token: Option<&SessionToken>,
+        ev: &mut Vec<Event>,
     ) -> Result<Step> {
         for p in ["client_id", "redirect_uri"] {
             if input.repeated.iter().any(|r| r == p) {
@@ -1023,9 +1125,9 @@ impl Provider {
                     .execute(conn)?;
                 Ok(Step::Interact(request.id))
             }
-            Decision::Issue(session) => {
-                Ok(Step::Redirect(self.issue_code(conn, &request, &session)?))
-            }
+            Decision::Issue(session) => Ok(Step::Redirect(
+                self.issue_code(conn, &request, &session, ev)?,
+            )),
         }
     }
 
@@ -1092,8 +1194,7 @@ impl Provider {
         id: String,
         token: Option<SessionToken>,
     ) -> Result<Interaction> {
-        let this = self.clone();
-        blocking(move || {
+        self.run(move |this, ev| {
             this.inner.db.tx(|conn| {
                 let now = this.inner.clock.now();
                 let (request, client) = Self::pending(conn, &id, now)?;
@@ -1114,7 +1215,7 @@ impl Provider {
                         },
                         Decision::Issue(session) => {
                             Self::claim(conn, &request, now)?;
-                            Interaction::Redirect(this.issue_code(conn, &request, &session)?)
+                            Interaction::Redirect(this.issue_code(conn, &request, &session, ev)?)
                         }
                     },
                 )
@@ -1141,8 +1242,7 @@ impl Provider {
         token: Option<SessionToken>,
         allow: bool,
     ) -> Result<String> {
-        let this = self.clone();
-        blocking(move || {
+        self.run(move |this, ev| {
             this.inner.db.tx(|conn| {
                 let now = this.inner.clock.now();
                 let (request, client) = Self::pending(conn, &id, now)?;
@@ -1150,6 +1250,21 @@ impl Provider {
                     .session_blocking(conn, token.as_ref())?
                     .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;
                 Self::claim(conn, &request, now)?;
+                let outcome = if allow {
+                    Audited::Success
+                } else {
+                    Audited::Failure
+                };
+                ev.push(
+                    Event::new("consent.given", outcome)
+                        .client(&client.id)
+                        .citizen(&session.citizen_id)
+                        .detail(if allow {
+                            request.scope.clone()
+                        } else {
+                            "denied".into()
+                        }),
+                );
                 if !allow {
                     let mut params = vec![
                         ("error", "access_denied"),
@@ -1178,7 +1293,7 @@ impl Provider {
                         consents::granted_at.eq(now),
                     ))
                     .execute(conn)?;
-                this.issue_code(conn, &request, &session)
+                this.issue_code(conn, &request, &session, ev)
             })
         })
         .await
@@ -1203,7 +1318,14 @@ impl Provider {
         conn: &mut DbConnection,
         request: &AuthRequest,
         session: &Session,
+        ev: &mut Vec<Event>,
     ) -> Result<String> {
+        ev.push(
+            Event::new("code.issued", Audited::Success)
+                .client(&request.client_id)
+                .citizen(&session.citizen_id)
+                .detail(&session.acr),
+        );
         let now = self.inner.clock.now();
         let code = random_token();
         diesel::insert_into(auth_codes::table)
@@ -1258,21 +1380,45 @@ impl Provider {
 
     /// The token endpoint: authenticates the client and runs the grant.
     pub async fn token(&self, auth: ClientAuth, input: TokenInput) -> Result<TokenResponse> {
-        let this = self.clone();
-        blocking(move || this.token_blocking(auth, input)).await
+        self.run(move |this, ev| this.token_blocking(auth, input, ev))
+            .await
     }
 
-    fn token_blocking(&self, auth: ClientAuth, input: TokenInput) -> Result<TokenResponse> {
-        let client = self.inner.db.with(|conn| self.authenticate(conn, &auth))?;
-        match input.grant_type.as_deref() {
-            Some("authorization_code") => self.code_grant(client, input),
-            Some("refresh_token") => self.refresh_grant(client, input),
-            Some("client_credentials") => self.client_credentials_grant(client, input),
-            Some(_) => Err(Error::UnsupportedGrantType),
-            None => Err(Error::InvalidRequest(
+    fn token_blocking(
+        &self,
+        auth: ClientAuth,
+        input: TokenInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<TokenResponse> {
+        let claimed_id = match &auth {
+            ClientAuth::Secret { id, .. } | ClientAuth::None { id } => id.clone(),
+        };
+        let client = match self.inner.db.with(|conn| self.authenticate(conn, &auth)) {
+            Ok(c) => c,
+            Err(Error::InvalidClient) => {
+                ev.push(Event::new("client.authentication", Audited::Failure).client(claimed_id));
+                return Err(Error::InvalidClient);
+            }
+            Err(e) => return Err(e),
+        };
+        let grant_type = input.grant_type.clone().unwrap_or_default();
+        let result = match grant_type.as_str() {
+            "authorization_code" => self.code_grant(client.clone(), input, ev),
+            "refresh_token" => self.refresh_grant(client.clone(), input, ev),
+            "client_credentials" => self.client_credentials_grant(client.clone(), input, ev),
+            "" => Err(Error::InvalidRequest(
                 "the grant_type parameter is missing".into(),
             )),
+            _ => Err(Error::UnsupportedGrantType),
+        };
+        if let Err(Error::InvalidGrant(why)) = &result {
+            ev.push(
+                Event::new("token.refused", Audited::Failure)
+                    .client(&client.id)
+                    .detail(format!("{grant_type}: {why}")),
+            );
         }
+        result
     }
 
     fn revoke_family(
@@ -1291,7 +1437,12 @@ impl Provider {
         Ok(())
     }
 
-    fn code_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
+    fn code_grant(
+        &self,
+        client: Client,
+        input: TokenInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<TokenResponse> {
         let code = input
             .code
             .ok_or_else(|| Error::InvalidRequest("the code parameter is missing".into()))?;
@@ -1326,6 +1477,12 @@ impl Provider {
             }
             if row.used_at.is_some() {
                 Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
+                ev.push(
+                    Event::new("code.reuse", Audited::Failure)
+                        .client(&row.client_id)
+                        .citizen(&row.citizen_id)
+                        .detail("grant revoked"),
+                );
                 return Ok(Outcome::Refused(
                     "the code was already used; its tokens are revoked",
                 ));
@@ -1339,6 +1496,12 @@ impl Provider {
                 .execute(conn)?;
             if claimed != 1 {
                 Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
+                ev.push(
+                    Event::new("code.reuse", Audited::Failure)
+                        .client(&row.client_id)
+                        .citizen(&row.citizen_id)
+                        .detail("grant revoked"),
+                );
                 return Ok(Outcome::Refused("the code was already used"));
             }
             if row.redirect_uri != redirect_uri {
@@ -1371,13 +1534,18 @@ impl Provider {
                 acr: row.acr,
             };
             Ok(Outcome::Issued(Box::new(
-                self.issue_tokens(conn, &grant, &signers)?,
+                self.issue_tokens(conn, &grant, &signers, ev)?,
             )))
         })?;
         outcome.into_result()
     }
 
-    fn refresh_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
+    fn refresh_grant(
+        &self,
+        client: Client,
+        input: TokenInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<TokenResponse> {
         let token = input.refresh_token.ok_or_else(|| {
             Error::InvalidRequest("the refresh_token parameter is missing".into())
         })?;
@@ -1405,6 +1573,12 @@ impl Provider {
             }
             if row.used_at.is_some() {
                 Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
+                ev.push(
+                    Event::new("refresh.reuse", Audited::Failure)
+                        .client(&family.client_id)
+                        .citizen(&family.citizen_id)
+                        .detail("grant revoked"),
+                );
                 return Ok(Outcome::Refused(
                     "the refresh token was already used; its grant is revoked",
                 ));
@@ -1418,6 +1592,12 @@ impl Provider {
                 .execute(conn)?;
             if claimed != 1 {
                 Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
+                ev.push(
+                    Event::new("refresh.reuse", Audited::Failure)
+                        .client(&family.client_id)
+                        .citizen(&family.citizen_id)
+                        .detail("grant revoked"),
+                );
                 return Ok(Outcome::Refused("the refresh token was already used"));
             }
             let active: i64 = citizens::table
@@ -1452,13 +1632,18 @@ impl Provider {
                 acr: row.acr,
             };
             Ok(Outcome::Issued(Box::new(
-                self.issue_tokens(conn, &grant, &signers)?,
+                self.issue_tokens(conn, &grant, &signers, ev)?,
             )))
         })?;
         outcome.into_result()
     }
 
-    fn client_credentials_grant(&self, client: Client, input: TokenInput) -> Result<TokenResponse> {
+    fn client_credentials_grant(
+        &self,
+        client: Client,
+        input: TokenInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<TokenResponse> {
         if !client.is_confidential() {
             return Err(Error::UnauthorizedClient(
                 "client_credentials is for confidential clients",
@@ -1500,6 +1685,11 @@ impl Provider {
             fid: None,
         };
         let access_token = self.inner.keys.sign(SigningAlg::Es256, "at+jwt", &claims)?;
+        ev.push(
+            Event::new("token.issued", Audited::Success)
+                .client(&client.id)
+                .detail(format!("client_credentials {scope}")),
+        );
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -1524,7 +1714,14 @@ impl Provider {
         conn: &mut DbConnection,
         grant: &Grant,
         signers: &Signers,
+        ev: &mut Vec<Event>,
     ) -> Result<TokenResponse> {
+        ev.push(
+            Event::new("token.issued", Audited::Success)
+                .client(&grant.client.id)
+                .citizen(&grant.citizen_id)
+                .detail(grant.scope.to_string()),
+        );
         let cfg = &self.inner.config;
         let now = self.inner.clock.now();
         let sub = self.subject(&grant.client.sector, &grant.citizen_id);
@@ -1718,8 +1915,7 @@ impl Provider {
         token: Option<SessionToken>,
         client_id: String,
     ) -> Result<()> {
-        let this = self.clone();
-        blocking(move || {
+        self.run(move |this, ev| {
             this.inner.db.tx(|conn| {
                 let session = this
                     .session_blocking(conn, token.as_ref())?
@@ -1730,6 +1926,11 @@ impl Provider {
                 if n == 0 {
                     return Err(Error::NotFound);
                 }
+                ev.push(
+                    Event::new("consent.withdrawn", Audited::Success)
+                        .client(&client_id)
+                        .citizen(&session.citizen_id),
+                );
                 // Codes issued under the consent but not yet redeemed go too, or one
                 // redeemed after the withdrawal would start a fresh grant.
                 diesel::delete(auth_codes::table)

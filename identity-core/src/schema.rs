@@ -161,3 +161,36 @@ diesel::allow_tables_to_appear_in_same_query!(
 diesel::joinable!(password_credentials -> citizens (citizen_id));
 diesel::joinable!(sessions -> citizens (citizen_id));
 diesel::joinable!(consents -> clients (client_id));
+
+diesel::table! {
+    audit_entries (idx) {
+        idx -> BigInt,
+        entry -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_nodes (node_key) {
+        node_key -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (size) {
+        size -> BigInt,
+        root -> Text,
+        note -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_keys (name) {
+        name -> Text,
+        private_key -> Text,
+        public_key -> Text,
+        created_at -> BigInt,
+    }
+}

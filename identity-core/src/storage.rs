@@ -198,6 +198,29 @@ impl Db {
     }
 }
 
+/// Serializes audit-log appends across every process sharing the database, for the rest
+/// of the current transaction. SQLite needs nothing: `Db::tx` already holds its one write
+/// lock. PostgreSQL takes a transaction-scoped advisory lock.
+pub fn lock_audit_log(conn: &mut DbConnection) -> Result<()> {
+    if let DbConnection::Postgres(c) = conn {
+        // An arbitrary constant that names "the audit log" among advisory locks.
+        c.batch_execute("SELECT pg_advisory_xact_lock(7262017426)")?;
+    }
+    Ok(())
+}
+
+/// Runs the same diesel expression on whichever connection `conn` holds, for the few
+/// statements diesel cannot build for `MultiConnection` (multi-row inserts).
+macro_rules! on_each_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::storage::DbConnection::Postgres($c) => $body,
+            $crate::storage::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_each_backend;
+
 /// Runs a step on the SQLite connection inside `conn`; nothing on PostgreSQL.
 fn on_sqlite(
     conn: &mut DbConnection,

@@ -87,6 +87,7 @@ async fn fixture(backend: Backend) -> Fixture {
     provider.keys().ensure_keys().unwrap();
     let (_, secret) = provider
         .register_client(client("eservice", "Dept A", false))
+        .await
         .unwrap();
     provider
         .add_citizen(
@@ -444,6 +445,7 @@ async fn client_authentication(backend: Backend) {
     let (_, other_secret) = f
         .provider
         .register_client(client("other", "Dept A", false))
+        .await
         .unwrap();
     let code = f.code().await;
     let other = ClientAuth::Secret {
@@ -499,6 +501,7 @@ async fn client_credentials_scopes(backend: Backend) {
     // Public clients cannot use it.
     f.provider
         .register_client(client("app", "Dept A", true))
+        .await
         .unwrap();
     let public = ClientAuth::None { id: "app".into() };
     assert!(matches!(
@@ -741,10 +744,12 @@ async fn pairwise_subjects_differ_by_sector(backend: Backend) {
     let (_, s_same) = f
         .provider
         .register_client(client("same-dept", "Dept A", false))
+        .await
         .unwrap();
     let (_, s_other) = f
         .provider
         .register_client(client("other-dept", "Dept B", false))
+        .await
         .unwrap();
     let mut subs = Vec::new();
     for (id, secret) in [

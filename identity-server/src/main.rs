@@ -9,6 +9,7 @@ mod server;
 mod web;
 
 use clap::{Parser, Subcommand};
+use identity_core::audit::{Event, Outcome};
 use identity_core::crypto::Kek;
 use identity_core::model::{NewCitizen, NewClient, SigningAlg};
 use identity_core::password::Password;
@@ -259,6 +260,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                             id_token_alg,
                             secret: None,
                         })
+                        .await
                         .map_err(|e| e.to_string())?;
                     println!("client_id: {}", client.id);
                     match secret {
@@ -288,6 +290,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ClientCommand::Remove { id } => {
                     provider
                         .remove_client(&id)
+                        .await
                         .map_err(|e| format!("client {id}: {e}"))?;
                     println!("removed {id}");
                 }
@@ -363,6 +366,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                     let kid = provider
                         .keys()
                         .rotate(alg, delay)
+                        .map_err(|e| e.to_string())?;
+                    provider
+                        .audit()
+                        .record(
+                            Event::new("key.rotated", Outcome::Success)
+                                .detail(format!("{} {kid} in {delay}s", alg.as_str())),
+                        )
+                        .await
                         .map_err(|e| e.to_string())?;
                     println!(
                         "new {} key {kid} is published and signs in {delay} s",

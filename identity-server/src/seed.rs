@@ -58,7 +58,7 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             id_token_alg: None,
             secret: c.secret.map(ClientSecret::new),
         };
-        match provider.register_client(new) {
+        match provider.register_client(new).await {
             Ok(_) => added.push(format!("client {}", c.id)),
             Err(Error::Conflict(_)) => {}
             Err(e) => return Err(format!("client {}: {e}", c.id)),

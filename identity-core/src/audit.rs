@@ -1,0 +1,765 @@
+//! The signed, tamper-evident audit log.
+//!
+//! Every security event becomes an entry: canonical bytes (see [`Entry::encode`]) that are
+//! the leaves of an RFC 9162 Merkle tree. The hash of every complete subtree is stored, so
+//! roots and proofs cost O(log n) rows. Checkpoints in the C2SP `tlog-checkpoint` format are
+//! signed with an Ed25519 key (sealed under the key-encryption key) as C2SP signed notes.
+//!
+//! Appends go through one writer thread per process that groups whatever has queued up
+//! into one transaction (group commit); the caller's future completes only after that
+//! transaction committed, so an event is durable before the response that caused it. A
+//! lock (`storage::lock_audit_log`) gives one order across processes sharing a database.
+//! Before signing a checkpoint the log proves to itself that the new tree extends the last
+//! signed one, so it never signs two inconsistent checkpoints.
+
+use diesel::dsl::max;
+use diesel::prelude::*;
+use identity_sdk::audit::{self as merkle, Checkpoint, Hash, VerifierKey};
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{mpsc, Arc};
+
+use crate::clock::Clock;
+use crate::crypto::{Kek, KeyedHash, Purpose};
+use crate::error::{Error, Result};
+use crate::schema::{audit_checkpoints, audit_entries, audit_keys, audit_nodes};
+use crate::storage::{lock_audit_log, on_each_backend, Db, DbConnection};
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Runs `fut` with a request id that audit entries recorded inside it will carry.
+pub async fn with_request_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    REQUEST_ID.scope(id, fut).await
+}
+
+fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Success or failure of the audited action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was refused.
+    Failure,
+}
+
+/// A security event, before it is made into canonical bytes.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// What happened, e.g. `login`, `token.issued`, `refresh.reuse`.
+    pub kind: &'static str,
+    /// Whether it succeeded.
+    pub outcome: Outcome,
+    /// The client concerned.
+    pub client: Option<String>,
+    /// The citizen concerned, by internal id (stored only as a keyed pseudonym).
+    pub citizen: Option<String>,
+    /// The source address (stored only keyed).
+    pub source: Option<String>,
+    /// A short machine-readable detail (a reason code, a key id, a grant type).
+    pub detail: Option<String>,
+}
+
+impl Event {
+    /// An event with only its kind and outcome.
+    pub fn new(kind: &'static str, outcome: Outcome) -> Self {
+        Event {
+            kind,
+            outcome,
+            client: None,
+            citizen: None,
+            source: None,
+            detail: None,
+        }
+    }
+
+    /// Sets the client.
+    pub fn client(mut self, c: impl Into<String>) -> Self {
+        self.client = Some(c.into());
+        self
+    }
+
+    /// Sets the citizen (internal id).
+    pub fn citizen(mut self, c: impl Into<String>) -> Self {
+        self.citizen = Some(c.into());
+        self
+    }
+
+    /// Sets the source address.
+    pub fn source(mut self, s: impl Into<String>) -> Self {
+        self.source = Some(s.into());
+        self
+    }
+
+    /// Sets the detail.
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+}
+
+/// The canonical entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    /// Event kind.
+    pub event: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Client id or `-`.
+    pub client: String,
+    /// Request id or `-`.
+    pub request: String,
+    /// Keyed pseudonym of the citizen or `-`.
+    pub subject: String,
+    /// Keyed hash of the source address or `-`.
+    pub source: String,
+    /// Detail or `-`.
+    pub detail: String,
+}
+
+/// Characters kept as they are in a field; every other byte is `%XX`. So a field never
+/// holds a newline or `=`, and the encoding is one-to-one.
+fn escape(value: Option<&str>) -> String {
+    let Some(v) = value else { return "-".into() };
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"._~:/@+".contains(&b) || (b == b'-' && v != "-") {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    if out.is_empty() {
+        "%".into()
+    } else {
+        out
+    }
+}
+
+impl Entry {
+    /// The canonical bytes: a version line, then `key=value` lines in this fixed order,
+    /// each ending in a newline, values escaped as described in ARCHITECTURE.md.
+    pub fn encode(&self) -> String {
+        format!(
+            "identity-audit/v1\ntime={}\nevent={}\noutcome={}\nclient={}\nrequest={}\nsubject={}\nsource={}\ndetail={}\n",
+            self.time_ms, self.event, self.outcome, self.client, self.request, self.subject, self.source, self.detail
+        )
+    }
+
+    /// Parses canonical bytes (for the account page and tests); `None` if not canonical.
+    pub fn decode(text: &str) -> Option<Entry> {
+        let mut lines = text.strip_suffix('\n')?.split('\n');
+        if lines.next()? != "identity-audit/v1" {
+            return None;
+        }
+        let mut field = |name: &str| {
+            lines
+                .next()?
+                .strip_prefix(name)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        };
+        let e = Entry {
+            time_ms: field("time")?.parse().ok()?,
+            event: field("event")?,
+            outcome: field("outcome")?,
+            client: field("client")?,
+            request: field("request")?,
+            subject: field("subject")?,
+            source: field("source")?,
+            detail: field("detail")?,
+        };
+        (e.encode() == text).then_some(e)
+    }
+}
+
+const LEVEL_SHIFT: u32 = 48;
+
+fn node_key(level: u32, index: u64) -> i64 {
+    ((u64::from(level) << LEVEL_SHIFT) | index) as i64
+}
+
+fn hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<Hash> {
+    if s.len() != 64 {
+        return Err(Error::internal("a stored audit hash is malformed"));
+    }
+    let mut h = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let txt = std::str::from_utf8(chunk).map_err(Error::internal)?;
+        h[i] = u8::from_str_radix(txt, 16).map_err(Error::internal)?;
+    }
+    Ok(h)
+}
+
+/// The complete subtrees whose hashes make up the hash of leaves `[start, end)`.
+fn perfect_ranges(start: u64, end: u64, out: &mut Vec<(u32, u64)>) {
+    let size = end - start;
+    if size.is_power_of_two() && start.is_multiple_of(size) {
+        out.push((size.trailing_zeros(), start / size));
+    } else {
+        let k = merkle::split_point(size);
+        perfect_ranges(start, start + k, out);
+        perfect_ranges(start + k, end, out);
+    }
+}
+
+fn compose(start: u64, end: u64, nodes: &HashMap<i64, Hash>) -> Result<Hash> {
+    let size = end - start;
+    if size.is_power_of_two() && start.is_multiple_of(size) {
+        return nodes
+            .get(&node_key(size.trailing_zeros(), start / size))
+            .copied()
+            .ok_or_else(|| Error::internal("an audit tree node is missing"));
+    }
+    let k = merkle::split_point(size);
+    Ok(merkle::node_hash(
+        &compose(start, start + k, nodes)?,
+        &compose(start + k, end, nodes)?,
+    ))
+}
+
+struct Pending {
+    entry: String,
+    done: tokio::sync::oneshot::Sender<Result<u64>>,
+}
+
+/// Most entries one group commit writes.
+const MAX_BATCH: usize = 1024;
+
+struct Inner {
+    db: Db,
+    clock: Clock,
+    key: Ed25519KeyPair,
+    verifier: VerifierKey,
+    pseudonyms: KeyedHash,
+    queue: std::sync::Mutex<mpsc::Sender<Pending>>,
+}
+
+/// The audit log of this process; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.inner.verifier.name())
+            .finish()
+    }
+}
+
+/// A page of entries for auditors.
+#[derive(Clone, Debug)]
+pub struct EntryRow {
+    /// Leaf index.
+    pub index: u64,
+    /// Canonical bytes.
+    pub entry: String,
+}
+
+impl AuditLog {
+    /// Opens the log named `origin`, creating its signing key on first use, and starts the
+    /// writer thread.
+    pub fn open(db: Db, kek: &Kek, clock: Clock, origin: &str) -> Result<Self> {
+        let key = Self::load_or_create_key(&db, kek, &clock, origin)?;
+        let public: [u8; 32] = key
+            .public_key()
+            .as_ref()
+            .try_into()
+            .map_err(Error::internal)?;
+        let verifier = VerifierKey::new(origin, public);
+        let (tx, rx) = mpsc::channel::<Pending>();
+        let log = AuditLog {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                key,
+                verifier,
+                pseudonyms: kek.derive(Purpose::AuditPseudonym),
+                queue: std::sync::Mutex::new(tx),
+            }),
+        };
+        // The writer holds the pool and clock, not the log, so that it stops when the last
+        // handle to the log (and so the last sender) is dropped.
+        let (db, clock) = (log.inner.db.clone(), log.inner.clock.clone());
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer_loop(&db, &clock, rx))
+            .map_err(Error::internal)?;
+        Ok(log)
+    }
+
+    fn load_or_create_key(
+        db: &Db,
+        kek: &Kek,
+        clock: &Clock,
+        origin: &str,
+    ) -> Result<Ed25519KeyPair> {
+        let context = format!("audit-key:{origin}");
+        let existing: Option<String> = db.with(|c| {
+            Ok(audit_keys::table
+                .find(origin)
+                .select(audit_keys::private_key)
+                .first(c)
+                .optional()?)
+        })?;
+        let sealed = match existing {
+            Some(s) => s,
+            None => {
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(Error::internal)?;
+                let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(Error::internal)?;
+                let sealed = kek.seal(&context, pkcs8.as_ref());
+                let inserted = db.with(|c| {
+                    Ok(diesel::insert_into(audit_keys::table)
+                        .values((
+                            audit_keys::name.eq(origin),
+                            audit_keys::private_key.eq(&sealed),
+                            audit_keys::public_key
+                                .eq(crate::crypto::b64(pair.public_key().as_ref())),
+                            audit_keys::created_at.eq(clock.now()),
+                        ))
+                        .execute(c)?)
+                });
+                match inserted {
+                    // Another replica created it first: use theirs.
+                    Err(Error::Conflict(_)) => db.with(|c| {
+                        Ok(audit_keys::table
+                            .find(origin)
+                            .select(audit_keys::private_key)
+                            .first(c)?)
+                    })?,
+                    Err(e) => return Err(e),
+                    Ok(_) => sealed,
+                }
+            }
+        };
+        let der = kek.open(&context, &sealed)?;
+        Ed25519KeyPair::from_pkcs8(&der).map_err(Error::internal)
+    }
+
+    /// The C2SP verifier key that auditors pin.
+    pub fn verifier_key(&self) -> &VerifierKey {
+        &self.inner.verifier
+    }
+
+    /// The keyed pseudonym of a citizen in the log (also what the account page looks up).
+    pub fn pseudonym(&self, citizen_id: &str) -> String {
+        self.inner
+            .pseudonyms
+            .hash(&[b"citizen", citizen_id.as_bytes()])
+    }
+
+    fn source_hash(&self, address: &str) -> String {
+        // Keyed and truncated: enough to link events from one address, not to recover it.
+        self.inner.pseudonyms.hash(&[b"source", address.as_bytes()])[..16].to_owned()
+    }
+
+    /// The canonical entry of an event, stamped now and with the current request id.
+    pub fn entry(&self, event: &Event) -> Entry {
+        let now_ms = self.inner.clock.now() * 1000
+            + i64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_millis())
+                    .unwrap_or(0),
+            );
+        Entry {
+            time_ms: now_ms,
+            event: escape(Some(event.kind)),
+            outcome: match event.outcome {
+                Outcome::Success => "success".into(),
+                Outcome::Failure => "failure".into(),
+            },
+            client: escape(event.client.as_deref()),
+            request: escape(current_request_id().as_deref()),
+            subject: escape(
+                event
+                    .citizen
+                    .as_deref()
+                    .map(|c| self.pseudonym(c))
+                    .as_deref(),
+            ),
+            source: escape(
+                event
+                    .source
+                    .as_deref()
+                    .map(|s| self.source_hash(s))
+                    .as_deref(),
+            ),
+            detail: escape(event.detail.as_deref()),
+        }
+    }
+
+    /// Appends an event and returns its index once it is durable.
+    pub async fn record(&self, event: Event) -> Result<u64> {
+        let entry = self.entry(&event).encode();
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.inner
+            .queue
+            .lock()
+            .map_err(|_| Error::internal("audit queue poisoned"))?
+            .send(Pending { entry, done })
+            .map_err(|_| Error::internal("the audit writer has stopped"))?;
+        wait.await
+            .map_err(|_| Error::internal("the audit writer dropped an event"))?
+    }
+
+    /// Appends several events; returns once all are durable.
+    pub async fn record_all(&self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut waits = Vec::with_capacity(events.len());
+        {
+            let queue = self
+                .inner
+                .queue
+                .lock()
+                .map_err(|_| Error::internal("audit queue poisoned"))?;
+            for event in &events {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                queue
+                    .send(Pending {
+                        entry: self.entry(event).encode(),
+                        done,
+                    })
+                    .map_err(|_| Error::internal("the audit writer has stopped"))?;
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            wait.await
+                .map_err(|_| Error::internal("the audit writer dropped an event"))??;
+        }
+        Ok(())
+    }
+
+    /// Appends entries in one transaction; returns the index of the first.
+    pub fn append_batch(&self, entries: &[&str]) -> Result<u64> {
+        append_batch(&self.inner.db, &self.inner.clock, entries)
+    }
+
+    fn node(
+        conn: &mut DbConnection,
+        cache: &mut HashMap<i64, Hash>,
+        level: u32,
+        idx: u64,
+    ) -> Result<Hash> {
+        let key = node_key(level, idx);
+        if let Some(h) = cache.get(&key) {
+            return Ok(*h);
+        }
+        let text: String = audit_nodes::table
+            .find(key)
+            .select(audit_nodes::hash)
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| Error::internal("an audit tree node is missing"))?;
+        let h = unhex(&text)?;
+        cache.insert(key, h);
+        Ok(h)
+    }
+
+    fn size_in(conn: &mut DbConnection) -> Result<u64> {
+        let m: Option<i64> = audit_entries::table
+            .select(max(audit_entries::idx))
+            .first(conn)?;
+        Ok(m.map_or(0, |m| m as u64 + 1))
+    }
+
+    /// How many entries the log holds.
+    pub fn size(&self) -> Result<u64> {
+        self.inner.db.with(Self::size_in)
+    }
+
+    /// Loads the stored hashes that `ranges` name.
+    fn load_nodes(conn: &mut DbConnection, ranges: &[(u32, u64)]) -> Result<HashMap<i64, Hash>> {
+        let keys: Vec<i64> = ranges.iter().map(|(l, i)| node_key(*l, *i)).collect();
+        let mut map = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let rows: Vec<(i64, String)> = audit_nodes::table
+                .filter(audit_nodes::node_key.eq_any(chunk))
+                .select((audit_nodes::node_key, audit_nodes::hash))
+                .load(conn)?;
+            for (k, h) in rows {
+                map.insert(k, unhex(&h)?);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Runs a proof algorithm twice: once to learn which subtree hashes it needs, then,
+    /// after loading them in one query, for real.
+    fn with_nodes<T>(
+        &self,
+        conn: &mut DbConnection,
+        run: impl Fn(&mut dyn FnMut(u64, u64) -> Result<Hash>) -> Result<T>,
+    ) -> Result<T> {
+        let mut needed = Vec::new();
+        run(&mut |a, b| {
+            perfect_ranges(a, b, &mut needed);
+            Ok([0u8; 32])
+        })?;
+        let nodes = Self::load_nodes(conn, &needed)?;
+        run(&mut |a, b| compose(a, b, &nodes))
+    }
+
+    fn root_in(&self, conn: &mut DbConnection, size: u64) -> Result<Hash> {
+        if size == 0 {
+            return Ok(merkle::empty_root());
+        }
+        self.with_nodes(conn, |mth| mth(0, size))
+    }
+
+    /// The root hash of the first `size` entries.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        self.inner.db.with(|c| self.root_in(c, size))
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        self.inner.db.with(|conn| {
+            if index >= size || size > Self::size_in(conn)? {
+                return Err(Error::InvalidRequest(
+                    "index and size must satisfy index < size <= tree size".into(),
+                ));
+            }
+            self.with_nodes(conn, |mth| {
+                merkle::inclusion_proof(index, size, &mut |a, b| mth(a, b))
+            })
+        })
+    }
+
+    /// The consistency proof between tree sizes `from` and `to`.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        self.inner
+            .db
+            .with(|conn| self.consistency_in(conn, from, to))
+    }
+
+    fn consistency_in(&self, conn: &mut DbConnection, from: u64, to: u64) -> Result<Vec<Hash>> {
+        if from > to || to > Self::size_in(conn)? {
+            return Err(Error::InvalidRequest(
+                "sizes must satisfy from <= to <= tree size".into(),
+            ));
+        }
+        self.with_nodes(conn, |mth| {
+            merkle::consistency_proof(from, to, &mut |a, b| mth(a, b))
+        })
+    }
+
+    /// Entries `[start, end)`, at most `limit`.
+    pub fn entries(&self, start: u64, end: u64, limit: u64) -> Result<Vec<EntryRow>> {
+        let end = end.min(start.saturating_add(limit));
+        self.inner.db.with(|conn| {
+            let rows: Vec<(i64, String)> = audit_entries::table
+                .filter(audit_entries::idx.ge(start as i64))
+                .filter(audit_entries::idx.lt(end as i64))
+                .order(audit_entries::idx)
+                .select((audit_entries::idx, audit_entries::entry))
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .map(|(i, e)| EntryRow {
+                    index: i as u64,
+                    entry: e,
+                })
+                .collect())
+        })
+    }
+
+    /// The newest signed checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>> {
+        self.inner.db.with(|conn| {
+            Ok(audit_checkpoints::table
+                .order(audit_checkpoints::size.desc())
+                .select(audit_checkpoints::note)
+                .first(conn)
+                .optional()?)
+        })
+    }
+
+    /// Signs a checkpoint of the current tree if it grew since the last one. Refuses to
+    /// sign a tree that does not extend the last signed checkpoint. Returns the new size.
+    pub fn checkpoint(&self) -> Result<Option<u64>> {
+        let now = self.inner.clock.now();
+        self.inner.db.tx(|conn| {
+            // The same lock as appends: one checkpoint at a time, and a stable size.
+            lock_audit_log(conn)?;
+            let size = Self::size_in(conn)?;
+            let last: Option<(i64, String)> = audit_checkpoints::table
+                .order(audit_checkpoints::size.desc())
+                .select((audit_checkpoints::size, audit_checkpoints::root))
+                .first(conn)
+                .optional()?;
+            if last.as_ref().is_some_and(|(s, _)| *s as u64 >= size) || size == 0 {
+                return Ok(None);
+            }
+            let root = self.root_in(conn, size)?;
+            if let Some((last_size, last_root)) = &last {
+                let last_root = unhex(last_root)?;
+                let proof = self.consistency_in(conn, *last_size as u64, size)?;
+                merkle::verify_consistency(*last_size as u64, size, &proof, &last_root, &root).map_err(|e| {
+                    Error::internal(format!("refusing to sign: the tree does not extend checkpoint {last_size}: {e}"))
+                })?;
+            }
+            let body = Checkpoint { origin: self.inner.verifier.name().to_owned(), size, root }.body();
+            let sig = self.inner.key.sign(body.as_bytes());
+            let note = format!("{body}\n{}", merkle::signature_line(&self.inner.verifier, sig.as_ref()));
+            diesel::insert_into(audit_checkpoints::table)
+                .values((
+                    audit_checkpoints::size.eq(size as i64),
+                    audit_checkpoints::root.eq(hex(&root)),
+                    audit_checkpoints::note.eq(&note),
+                    audit_checkpoints::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(Some(size))
+        })
+    }
+
+    /// Entries about one citizen, newest first (for the account page).
+    pub fn for_citizen(&self, citizen_id: &str, limit: i64) -> Result<Vec<Entry>> {
+        let pattern = format!(
+            "%\nsubject={}\n%",
+            escape(Some(&self.pseudonym(citizen_id)))
+        );
+        self.inner.db.with(|conn| {
+            let rows: Vec<String> = audit_entries::table
+                .filter(audit_entries::entry.like(pattern))
+                .order(audit_entries::idx.desc())
+                .limit(limit)
+                .select(audit_entries::entry)
+                .load(conn)?;
+            Ok(rows.iter().filter_map(|r| Entry::decode(r)).collect())
+        })
+    }
+}
+
+fn writer_loop(db: &Db, clock: &Clock, rx: mpsc::Receiver<Pending>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<&str> = batch.iter().map(|p| p.entry.as_str()).collect();
+        match append_batch(db, clock, &entries) {
+            Ok(first_index) => {
+                for (i, p) in batch.into_iter().enumerate() {
+                    let _ = p.done.send(Ok(first_index + i as u64));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed");
+                for p in batch {
+                    let _ = p.done.send(Err(Error::Unavailable(
+                        "the audit log could not be written".into(),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Appends entries in one transaction, under the audit lock; returns the first index.
+fn append_batch(db: &Db, clock: &Clock, entries: &[&str]) -> Result<u64> {
+    let now = clock.now();
+    db.tx(|conn| {
+        lock_audit_log(conn)?;
+        let size = AuditLog::size_in(conn)?;
+        let mut cache: HashMap<i64, Hash> = HashMap::new();
+        let mut new_nodes: Vec<(i64, String)> = Vec::new();
+        for (j, entry) in entries.iter().enumerate() {
+            let index = size + j as u64;
+            let mut hash = merkle::leaf_hash(entry.as_bytes());
+            let (mut level, mut idx) = (0u32, index);
+            cache.insert(node_key(0, idx), hash);
+            new_nodes.push((node_key(0, idx), hex(&hash)));
+            // A right child completes its parent: hash upwards while we are a right child.
+            while idx & 1 == 1 {
+                let left = AuditLog::node(conn, &mut cache, level, idx - 1)?;
+                hash = merkle::node_hash(&left, &hash);
+                level += 1;
+                idx >>= 1;
+                cache.insert(node_key(level, idx), hash);
+                new_nodes.push((node_key(level, idx), hex(&hash)));
+            }
+        }
+        let rows: Vec<_> = entries
+            .iter()
+            .enumerate()
+            .map(|(j, e)| {
+                (
+                    audit_entries::idx.eq((size + j as u64) as i64),
+                    audit_entries::entry.eq(*e),
+                    audit_entries::created_at.eq(now),
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(200) {
+            on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_entries::table)
+                .values(chunk)
+                .execute(c))?;
+        }
+        let nodes: Vec<_> = new_nodes
+            .iter()
+            .map(|(k, h)| (audit_nodes::node_key.eq(*k), audit_nodes::hash.eq(h)))
+            .collect();
+        for chunk in nodes.chunks(400) {
+            on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_nodes::table)
+                .values(chunk)
+                .execute(c))?;
+        }
+        Ok(size)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_one_to_one_and_safe() {
+        assert_eq!(escape(None), "-");
+        assert_eq!(escape(Some("-")), "%2D");
+        assert_eq!(escape(Some("a-b")), "a-b");
+        assert_eq!(escape(Some("a=b\nc")), "a%3Db%0Ac");
+        assert_eq!(escape(Some("")), "%");
+        let e = Entry {
+            time_ms: 1,
+            event: "login".into(),
+            outcome: "success".into(),
+            client: "-".into(),
+            request: "r1".into(),
+            subject: "abc".into(),
+            source: "-".into(),
+            detail: "pwd".into(),
+        };
+        assert_eq!(Entry::decode(&e.encode()), Some(e));
+        assert_eq!(Entry::decode("identity-audit/v1\ntime=x\n"), None);
+    }
+
+    #[test]
+    fn perfect_ranges_cover_exactly() {
+        let mut out = Vec::new();
+        perfect_ranges(0, 7, &mut out);
+        assert_eq!(out, vec![(2, 0), (1, 2), (0, 6)]);
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE audit_keys;
+DROP TABLE audit_checkpoints;
+DROP TABLE audit_nodes;
+DROP TABLE audit_entries;
