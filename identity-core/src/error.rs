@@ -28,6 +28,9 @@ pub enum Error {
     /// A bearer token is missing, invalid, expired or revoked.
     #[error("invalid token")]
     InvalidToken,
+    /// The token is valid but lacks this scope.
+    #[error("insufficient scope: {0}")]
+    InsufficientScope(&'static str),
     /// The username or password is wrong. Deliberately one variant for both.
     #[error("wrong username or password")]
     BadCredentials,

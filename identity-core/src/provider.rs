@@ -547,7 +547,11 @@ impl Provider {
                 "name and department are required".into(),
             ));
         }
-        if new.redirect_uris.is_empty() {
+        // A back-end-only client (an auditor, a department's signing back end) needs no
+        // redirect URI; one that logs citizens in does.
+        let wants_login =
+            Scopes::parse(new.scopes.as_deref().unwrap_or(DEFAULT_CLIENT_SCOPES)).has("openid");
+        if new.redirect_uris.is_empty() && wants_login {
             return Err(Error::InvalidRequest(
                 "at least one redirect URI is required".into(),
             ));
@@ -1864,6 +1868,24 @@ impl Provider {
                 }
                 Ok(Value::Object(out))
             })
+        })
+        .await
+    }
+
+    /// Checks a bearer access token for an API scope (the auditor's `audit`, later the
+    /// signing API's `signing`); returns the client it was issued to.
+    pub async fn require_scope(&self, access_token: String, scope: &'static str) -> Result<String> {
+        let this = self.clone();
+        blocking(move || {
+            let cfg = &this.inner.config;
+            let claims: AccessClaims =
+                this.inner
+                    .keys
+                    .verify(&access_token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+            if !Scopes::parse(&claims.scope).has(scope) {
+                return Err(Error::InsufficientScope(scope));
+            }
+            Ok(claims.client_id)
         })
         .await
     }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// HTTP workers.
     pub workers: usize,
+    /// Seconds between audit checkpoints (while entries arrive).
+    pub audit_checkpoint_seconds: u64,
     /// Provider lifetimes, password policy and hashing.
     pub provider: ProviderConfig,
 }
@@ -61,6 +63,7 @@ const KEYS: &[&str] = &[
     "code_seconds",
     "lockout_after",
     "per_address_limit",
+    "audit_checkpoint_seconds",
 ];
 
 /// Where values come from: the environment first, then the file.
@@ -239,6 +242,7 @@ impl Settings {
             tls,
             max_body_bytes: src.number("max_body_bytes", 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
             workers: src.number("workers", cores, 1, 256)?,
+            audit_checkpoint_seconds: src.number("audit_checkpoint_seconds", 2u64, 1, 3600)?,
             provider,
         })
     }

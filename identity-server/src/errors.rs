@@ -32,6 +32,11 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "invalid_token",
             "the access token is missing, invalid, expired or revoked".into(),
         ),
+        Error::InsufficientScope(scope) => (
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("the access token lacks the {scope} scope"),
+        ),
         Error::BadCredentials => (
             StatusCode::UNAUTHORIZED,
             "access_denied",

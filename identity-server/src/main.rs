@@ -1,5 +1,6 @@
 //! The `identity-server` binary: the OpenID Connect provider and its administration commands.
 
+mod audit_api;
 mod config;
 mod errors;
 mod html;

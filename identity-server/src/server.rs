@@ -1,5 +1,6 @@
 //! Building and running the HTTP server: middleware, TLS and limits.
 
+use actix_web::dev::Service;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use identity_core::crypto::Purpose;
@@ -50,6 +51,19 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         secure_cookies: settings.public_url.scheme() == "https",
     };
     let max_body = settings.max_body_bytes;
+    // Checkpoints every few seconds while entries arrive. Each replica may try; the audit
+    // lock and the size check make that harmless.
+    let audit = state.provider.audit().clone();
+    let every = std::time::Duration::from_secs(settings.audit_checkpoint_seconds);
+    std::thread::Builder::new()
+        .name("audit-checkpoints".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            if let Err(e) = audit.checkpoint() {
+                tracing::error!(error = %e, "audit checkpoint failed");
+            }
+        })
+        .map_err(|e| e.to_string())?;
     let hsts = settings.public_url.scheme() == "https";
     let server = HttpServer::new(move || {
         let mut headers = DefaultHeaders::new()
@@ -67,7 +81,24 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             .app_data(web::Data::new(state.clone()))
             .app_data(web::PayloadConfig::new(max_body))
             .wrap(headers)
+            .wrap_fn(|req, srv| {
+                // Every request gets an id: the audit entries it causes carry it, and the
+                // response header lets an operator find them.
+                let id = identity_core::crypto::random_id();
+                let fut = srv.call(req);
+                async move {
+                    let mut res = identity_core::audit::with_request_id(id.clone(), fut).await?;
+                    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
+                        res.headers_mut().insert(
+                            actix_web::http::header::HeaderName::from_static("x-request-id"),
+                            v,
+                        );
+                    }
+                    Ok(res)
+                }
+            })
             .configure(routes)
+            .configure(crate::audit_api::routes)
     })
     .workers(settings.workers)
     .shutdown_timeout(10);
