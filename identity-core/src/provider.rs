@@ -374,6 +374,7 @@ struct FamilyRow {
 
 /// What a citizen grant carries into its tokens.
 struct Grant {
+    grant_type: &'static str,
     family_id: String,
     client: Client,
     citizen_id: String,
@@ -1528,6 +1529,7 @@ impl Provider {
                 ))
                 .execute(conn)?;
             let grant = Grant {
+                grant_type: "authorization_code",
                 family_id: row.family_id,
                 client: client.clone(),
                 citizen_id: row.citizen_id,
@@ -1626,6 +1628,7 @@ impl Provider {
                 }
             };
             let grant = Grant {
+                grant_type: "refresh_token",
                 family_id: row.family_id,
                 client: client.clone(),
                 citizen_id: family.citizen_id,
@@ -1724,7 +1727,7 @@ impl Provider {
             Event::new("token.issued", Audited::Success)
                 .client(&grant.client.id)
                 .citizen(&grant.citizen_id)
-                .detail(grant.scope.to_string()),
+                .detail(format!("{} {}", grant.grant_type, grant.scope)),
         );
         let cfg = &self.inner.config;
         let now = self.inner.clock.now();

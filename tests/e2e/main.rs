@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `identity-server` binary (the `demo` command, on
 //! a fresh SQLite file or a fresh PostgreSQL database) and talks to it over HTTP.
 
+mod audit;
 mod bad_input;
 mod cli;
 mod negative;

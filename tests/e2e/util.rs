@@ -69,6 +69,46 @@ impl Server {
         server
     }
 
+    /// A second server on the same database as `other` (same key-encryption key), as a
+    /// second replica would be.
+    pub async fn start_on(other: &Server, env: &[(&str, &str)]) -> Server {
+        let dir = Dir::new();
+        std::fs::copy(
+            other.dir.path().join("demo-kek.hex"),
+            dir.path().join("demo-kek.hex"),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
+        cmd.args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("IDENTITY_LOG", "warn")
+        .env("IDENTITY_PUBLIC_URL", &other.base)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Some(url) = &other.database_url {
+            cmd.env("IDENTITY_DATABASE_URL", url);
+        }
+        let child = cmd.spawn().expect("start a second identity-server");
+        let mut server = Server {
+            child,
+            base: format!("http://localhost:{port}"),
+            dir,
+            database_url: other.database_url.clone(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
     async fn wait_ready(&mut self) {
         let url = format!("{}/.well-known/openid-configuration", self.base);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -116,6 +156,45 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The database this server uses (a SQLite file or a PostgreSQL URL).
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            self.dir
+                .path()
+                .join("identity.db")
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// Kills the server with SIGKILL (no graceful shutdown) and starts it again on the same
+    /// port, data and database.
+    pub async fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.base.rsplit(':').next().unwrap().to_owned();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
+        cmd.args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(self.dir.path())
+        .env("IDENTITY_LOG", "warn")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+        if let Some(url) = &self.database_url {
+            cmd.env("IDENTITY_DATABASE_URL", url);
+        }
+        self.child = cmd.spawn().expect("restart identity-server");
+        self.wait_ready().await;
     }
 
     pub fn url(&self, path: &str) -> String {
