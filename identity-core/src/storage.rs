@@ -56,10 +56,12 @@ struct SqlitePragmas;
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> std::result::Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
-            // WAL lets readers proceed while one writer commits; the busy timeout makes a
-            // second writer wait instead of failing at once; foreign keys are off by default.
+            // WAL lets readers proceed while one writer commits; FULL syncs the WAL at every
+            // commit, so what was acknowledged (an audit entry above all) survives a power
+            // cut, not only a crash; the busy timeout makes a second writer wait instead of
+            // failing at once; foreign keys are off by default.
             c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                  PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
