@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc};
 use crate::clock::Clock;
 use crate::crypto::{Kek, KeyedHash, Purpose};
 use crate::error::{Error, Result};
-use crate::schema::{audit_checkpoints, audit_entries, audit_keys, audit_nodes};
+use crate::schema::{audit_checkpoints, audit_entries, audit_keys, audit_nodes, audit_outbox};
 use crate::storage::{lock_audit_log, on_each_backend, Db, DbConnection};
 
 tokio::task_local! {
@@ -36,8 +36,27 @@ pub async fn with_request_id<F: std::future::Future>(id: String, fut: F) -> F::O
     REQUEST_ID.scope(id, fut).await
 }
 
-fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+thread_local! {
+    /// The request id while blocking work of that request runs on a blocking thread, where
+    /// the task-local is out of reach.
+    static BLOCKING_REQUEST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The id of the request being served, on its task or on a blocking thread working for it.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .ok()
+        .or_else(|| BLOCKING_REQUEST.with(|r| r.borrow().clone()))
+}
+
+/// Runs blocking work `f` on behalf of request `id` (taken from the calling task with
+/// [`current_request_id`] before the work moved to a blocking thread).
+pub fn in_request<T>(id: Option<String>, f: impl FnOnce() -> T) -> T {
+    BLOCKING_REQUEST.with(|r| *r.borrow_mut() = id);
+    let out = f();
+    BLOCKING_REQUEST.with(|r| *r.borrow_mut() = None);
+    out
 }
 
 /// Success or failure of the audited action.
@@ -129,6 +148,11 @@ pub struct Entry {
 /// holds a newline or `=`, and the encoding is one-to-one.
 fn escape(value: Option<&str>) -> String {
     let Some(v) = value else { return "-".into() };
+    // No field needs more; a cap keeps a caller from writing essays into a permanent log.
+    let v = match v.char_indices().nth(200) {
+        Some((cut, _)) => &v[..cut],
+        None => v,
+    };
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || b"._~:/@+".contains(&b) || (b == b'-' && v != "-") {
@@ -230,11 +254,6 @@ fn compose(start: u64, end: u64, nodes: &HashMap<i64, Hash>) -> Result<Hash> {
     ))
 }
 
-struct Pending {
-    entry: String,
-    done: tokio::sync::oneshot::Sender<Result<u64>>,
-}
-
 /// Most entries one group commit writes.
 const MAX_BATCH: usize = 1024;
 
@@ -244,7 +263,10 @@ struct Inner {
     key: Ed25519KeyPair,
     verifier: VerifierKey,
     pseudonyms: KeyedHash,
-    queue: std::sync::Mutex<mpsc::Sender<Pending>>,
+    /// A file outside the database holding the last (size, root) this process signed.
+    witness: Option<std::path::PathBuf>,
+    /// Wakes the writer when events were staged.
+    wake: std::sync::Mutex<mpsc::Sender<()>>,
 }
 
 /// The audit log of this process; cheap to clone.
@@ -274,6 +296,19 @@ impl AuditLog {
     /// Opens the log named `origin`, creating its signing key on first use, and starts the
     /// writer thread.
     pub fn open(db: Db, kek: &Kek, clock: Clock, origin: &str) -> Result<Self> {
+        Self::open_with_witness(db, kek, clock, origin, None)
+    }
+
+    /// Like [`AuditLog::open`], keeping the last signed checkpoint also in `witness`, a file
+    /// outside the database: a log cut back or restored in the database cannot then make
+    /// this process sign a history that contradicts what it signed before.
+    pub fn open_with_witness(
+        db: Db,
+        kek: &Kek,
+        clock: Clock,
+        origin: &str,
+        witness: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
         let key = Self::load_or_create_key(&db, kek, &clock, origin)?;
         let public: [u8; 32] = key
             .public_key()
@@ -281,7 +316,7 @@ impl AuditLog {
             .try_into()
             .map_err(Error::internal)?;
         let verifier = VerifierKey::new(origin, public);
-        let (tx, rx) = mpsc::channel::<Pending>();
+        let (tx, rx) = mpsc::channel::<()>();
         let log = AuditLog {
             inner: Arc::new(Inner {
                 db,
@@ -289,7 +324,8 @@ impl AuditLog {
                 key,
                 verifier,
                 pseudonyms: kek.derive(Purpose::AuditPseudonym),
-                queue: std::sync::Mutex::new(tx),
+                witness,
+                wake: std::sync::Mutex::new(tx),
             }),
         };
         // The writer holds the pool and clock, not the log, so that it stops when the last
@@ -370,13 +406,7 @@ impl AuditLog {
 
     /// The canonical entry of an event, stamped now and with the current request id.
     pub fn entry(&self, event: &Event) -> Entry {
-        let now_ms = self.inner.clock.now() * 1000
-            + i64::from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_millis())
-                    .unwrap_or(0),
-            );
+        let now_ms = self.inner.clock.now_ms();
         Entry {
             time_ms: now_ms,
             event: escape(Some(event.kind)),
@@ -404,48 +434,69 @@ impl AuditLog {
         }
     }
 
-    /// Appends an event and returns its index once it is durable.
-    pub async fn record(&self, event: Event) -> Result<u64> {
-        let entry = self.entry(&event).encode();
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.inner
-            .queue
-            .lock()
-            .map_err(|_| Error::internal("audit queue poisoned"))?
-            .send(Pending { entry, done })
-            .map_err(|_| Error::internal("the audit writer has stopped"))?;
-        wait.await
-            .map_err(|_| Error::internal("the audit writer dropped an event"))?
+    /// Stages events in the caller's transaction: they commit with it, and the writer
+    /// moves them into the tree soon after.
+    pub fn stage(&self, conn: &mut DbConnection, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let entry = self.entry(e);
+                (
+                    audit_outbox::id.eq(crate::crypto::random_id()),
+                    audit_outbox::created_ms.eq(entry.time_ms),
+                    audit_outbox::entry.eq(entry.encode()),
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(300) {
+            on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_outbox::table)
+                .values(chunk)
+                .execute(c))?;
+        }
+        Ok(())
     }
 
-    /// Appends several events; returns once all are durable.
+    /// Wakes the writer (after a transaction that staged events committed).
+    pub fn notify(&self) {
+        if let Ok(w) = self.inner.wake.lock() {
+            let _ = w.send(());
+        }
+    }
+
+    /// Records one event in a transaction of its own; durable when this returns.
+    pub async fn record(&self, event: Event) -> Result<()> {
+        self.record_all(vec![event]).await
+    }
+
+    /// Records events in one transaction of their own; durable when this returns.
     pub async fn record_all(&self, events: Vec<Event>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut waits = Vec::with_capacity(events.len());
-        {
-            let queue = self
-                .inner
-                .queue
-                .lock()
-                .map_err(|_| Error::internal("audit queue poisoned"))?;
-            for event in &events {
-                let (done, wait) = tokio::sync::oneshot::channel();
-                queue
-                    .send(Pending {
-                        entry: self.entry(event).encode(),
-                        done,
-                    })
-                    .map_err(|_| Error::internal("the audit writer has stopped"))?;
-                waits.push(wait);
+        let log = self.clone();
+        let request = current_request_id();
+        tokio::task::spawn_blocking(move || {
+            in_request(request, || log.inner.db.tx(|conn| log.stage(conn, &events)))
+        })
+        .await
+        .map_err(Error::internal)??;
+        self.notify();
+        Ok(())
+    }
+
+    /// Moves every staged event into the tree now; returns how many moved.
+    pub fn flush(&self) -> Result<u64> {
+        let mut moved = 0;
+        loop {
+            let n = move_batch(&self.inner.db, &self.inner.clock)?;
+            moved += n;
+            if n < MAX_BATCH as u64 {
+                return Ok(moved);
             }
         }
-        for wait in waits {
-            wait.await
-                .map_err(|_| Error::internal("the audit writer dropped an event"))??;
-        }
-        Ok(())
     }
 
     /// Appends entries in one transaction; returns the index of the first.
@@ -593,11 +644,53 @@ impl AuditLog {
         })
     }
 
+    fn read_witness(&self) -> Result<Option<(u64, Hash)>> {
+        let Some(path) = &self.inner.witness else {
+            return Ok(None);
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "audit witness {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let (size, root) = text
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| Error::internal("the audit witness file is malformed"))?;
+        let size = size
+            .parse()
+            .map_err(|_| Error::internal("the audit witness file is malformed"))?;
+        Ok(Some((size, unhex(root)?)))
+    }
+
+    fn write_witness(&self, size: u64, root: &Hash) -> Result<()> {
+        let Some(path) = &self.inner.witness else {
+            return Ok(());
+        };
+        // Write aside, sync, then rename: the file is always one whole witness.
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(format!("{size} {}\n", hex(root)).as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| Error::internal(format!("audit witness {}: {e}", path.display())))
+    }
+
     /// Signs a checkpoint of the current tree if it grew since the last one. Refuses to
-    /// sign a tree that does not extend the last signed checkpoint. Returns the new size.
+    /// sign a tree that does not extend the last signed checkpoint in the database, or the
+    /// last one this process signed (its witness file). Returns the new size.
     pub fn checkpoint(&self) -> Result<Option<u64>> {
         let now = self.inner.clock.now();
-        self.inner.db.tx(|conn| {
+        let witness = self.read_witness()?;
+        let signed = self.inner.db.tx(|conn| {
             // The same lock as appends: one checkpoint at a time, and a stable size.
             lock_audit_log(conn)?;
             let size = Self::size_in(conn)?;
@@ -610,11 +703,22 @@ impl AuditLog {
                 return Ok(None);
             }
             let root = self.root_in(conn, size)?;
-            if let Some((last_size, last_root)) = &last {
-                let last_root = unhex(last_root)?;
-                let proof = self.consistency_in(conn, *last_size as u64, size)?;
-                merkle::verify_consistency(*last_size as u64, size, &proof, &last_root, &root).map_err(|e| {
-                    Error::internal(format!("refusing to sign: the tree does not extend checkpoint {last_size}: {e}"))
+            let mut earlier: Vec<(u64, Hash, &str)> = Vec::new();
+            if let Some((s, r)) = &last {
+                earlier.push((*s as u64, unhex(r)?, "the last checkpoint in the database"));
+            }
+            if let Some((s, r)) = witness {
+                earlier.push((s, r, "the last checkpoint this server signed"));
+            }
+            for (old_size, old_root, what) in earlier {
+                if old_size > size {
+                    return Err(Error::internal(format!(
+                        "refusing to sign: the tree has {size} entries, fewer than {what} ({old_size})"
+                    )));
+                }
+                let proof = self.consistency_in(conn, old_size, size)?;
+                merkle::verify_consistency(old_size, size, &proof, &old_root, &root).map_err(|e| {
+                    Error::internal(format!("refusing to sign: the tree does not extend {what} (size {old_size}): {e}"))
                 })?;
             }
             let body = Checkpoint { origin: self.inner.verifier.name().to_owned(), size, root }.body();
@@ -628,8 +732,15 @@ impl AuditLog {
                     audit_checkpoints::created_at.eq(now),
                 ))
                 .execute(conn)?;
-            Ok(Some(size))
-        })
+            Ok(Some((size, root)))
+        })?;
+        match signed {
+            Some((size, root)) => {
+                self.write_witness(size, &root)?;
+                Ok(Some(size))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Entries about one citizen, newest first (for the account page).
@@ -645,37 +756,61 @@ impl AuditLog {
                 .limit(limit)
                 .select(audit_entries::entry)
                 .load(conn)?;
-            Ok(rows.iter().filter_map(|r| Entry::decode(r)).collect())
+            // LIKE is only a prefilter (`_` and case are loose in it): check the subject exactly.
+            let subject = escape(Some(&self.pseudonym(citizen_id)));
+            Ok(rows
+                .iter()
+                .filter_map(|r| Entry::decode(r))
+                .filter(|e| e.subject == subject)
+                .collect())
         })
     }
 }
 
-fn writer_loop(db: &Db, clock: &Clock, rx: mpsc::Receiver<Pending>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
+fn writer_loop(db: &Db, clock: &Clock, wake: mpsc::Receiver<()>) {
+    loop {
+        match wake.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Every handle to the log is gone.
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        let entries: Vec<&str> = batch.iter().map(|p| p.entry.as_str()).collect();
-        match append_batch(db, clock, &entries) {
-            Ok(first_index) => {
-                for (i, p) in batch.into_iter().enumerate() {
-                    let _ = p.done.send(Ok(first_index + i as u64));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "audit append failed");
-                for p in batch {
-                    let _ = p.done.send(Err(Error::Unavailable(
-                        "the audit log could not be written".into(),
-                    )));
+        while wake.try_recv().is_ok() {}
+        loop {
+            match move_batch(db, clock) {
+                Ok(n) if n == MAX_BATCH as u64 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "moving audit events into the tree failed; will retry");
+                    break;
                 }
             }
         }
     }
+}
+
+/// Moves up to a batch of staged events into the tree, in one transaction under the audit
+/// lock (group commit): the tree grows and the outbox shrinks together.
+fn move_batch(db: &Db, clock: &Clock) -> Result<u64> {
+    let now = clock.now();
+    db.tx(|conn| {
+        lock_audit_log(conn)?;
+        let rows: Vec<(String, String)> = audit_outbox::table
+            .order((audit_outbox::created_ms, audit_outbox::id))
+            .limit(MAX_BATCH as i64)
+            .select((audit_outbox::id, audit_outbox::entry))
+            .load(conn)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let entries: Vec<&str> = rows.iter().map(|(_, e)| e.as_str()).collect();
+        append_in(conn, now, &entries)?;
+        let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+        for chunk in ids.chunks(500) {
+            diesel::delete(audit_outbox::table.filter(audit_outbox::id.eq_any(chunk)))
+                .execute(conn)?;
+        }
+        Ok(rows.len() as u64)
+    })
 }
 
 /// Appends entries in one transaction, under the audit lock; returns the first index.
@@ -683,52 +818,57 @@ fn append_batch(db: &Db, clock: &Clock, entries: &[&str]) -> Result<u64> {
     let now = clock.now();
     db.tx(|conn| {
         lock_audit_log(conn)?;
-        let size = AuditLog::size_in(conn)?;
-        let mut cache: HashMap<i64, Hash> = HashMap::new();
-        let mut new_nodes: Vec<(i64, String)> = Vec::new();
-        for (j, entry) in entries.iter().enumerate() {
-            let index = size + j as u64;
-            let mut hash = merkle::leaf_hash(entry.as_bytes());
-            let (mut level, mut idx) = (0u32, index);
-            cache.insert(node_key(0, idx), hash);
-            new_nodes.push((node_key(0, idx), hex(&hash)));
-            // A right child completes its parent: hash upwards while we are a right child.
-            while idx & 1 == 1 {
-                let left = AuditLog::node(conn, &mut cache, level, idx - 1)?;
-                hash = merkle::node_hash(&left, &hash);
-                level += 1;
-                idx >>= 1;
-                cache.insert(node_key(level, idx), hash);
-                new_nodes.push((node_key(level, idx), hex(&hash)));
-            }
-        }
-        let rows: Vec<_> = entries
-            .iter()
-            .enumerate()
-            .map(|(j, e)| {
-                (
-                    audit_entries::idx.eq((size + j as u64) as i64),
-                    audit_entries::entry.eq(*e),
-                    audit_entries::created_at.eq(now),
-                )
-            })
-            .collect();
-        for chunk in rows.chunks(200) {
-            on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_entries::table)
-                .values(chunk)
-                .execute(c))?;
-        }
-        let nodes: Vec<_> = new_nodes
-            .iter()
-            .map(|(k, h)| (audit_nodes::node_key.eq(*k), audit_nodes::hash.eq(h)))
-            .collect();
-        for chunk in nodes.chunks(400) {
-            on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_nodes::table)
-                .values(chunk)
-                .execute(c))?;
-        }
-        Ok(size)
+        append_in(conn, now, entries)
     })
+}
+
+/// Appends entries inside the caller's locked transaction; returns the first index.
+fn append_in(conn: &mut DbConnection, now: i64, entries: &[&str]) -> Result<u64> {
+    let size = AuditLog::size_in(conn)?;
+    let mut cache: HashMap<i64, Hash> = HashMap::new();
+    let mut new_nodes: Vec<(i64, String)> = Vec::new();
+    for (j, entry) in entries.iter().enumerate() {
+        let index = size + j as u64;
+        let mut hash = merkle::leaf_hash(entry.as_bytes());
+        let (mut level, mut idx) = (0u32, index);
+        cache.insert(node_key(0, idx), hash);
+        new_nodes.push((node_key(0, idx), hex(&hash)));
+        // A right child completes its parent: hash upwards while we are a right child.
+        while idx & 1 == 1 {
+            let left = AuditLog::node(conn, &mut cache, level, idx - 1)?;
+            hash = merkle::node_hash(&left, &hash);
+            level += 1;
+            idx >>= 1;
+            cache.insert(node_key(level, idx), hash);
+            new_nodes.push((node_key(level, idx), hex(&hash)));
+        }
+    }
+    let rows: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .map(|(j, e)| {
+            (
+                audit_entries::idx.eq((size + j as u64) as i64),
+                audit_entries::entry.eq(*e),
+                audit_entries::created_at.eq(now),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(200) {
+        on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_entries::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    let nodes: Vec<_> = new_nodes
+        .iter()
+        .map(|(k, h)| (audit_nodes::node_key.eq(*k), audit_nodes::hash.eq(h)))
+        .collect();
+    for chunk in nodes.chunks(400) {
+        on_each_backend!(&mut *conn, |c| diesel::insert_into(audit_nodes::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(size)
 }
 
 #[cfg(test)]

@@ -25,6 +25,15 @@ impl Clock {
         secs + self.offset.load(Ordering::Relaxed)
     }
 
+    /// Milliseconds since the Unix epoch, plus any offset a test added, from one reading.
+    pub fn now_ms(&self) -> i64 {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        ms + self.offset.load(Ordering::Relaxed) * 1000
+    }
+
     /// Moves this clock (and every clone of it) forward; for tests.
     pub fn advance(&self, seconds: i64) {
         self.offset.fetch_add(seconds, Ordering::Relaxed);

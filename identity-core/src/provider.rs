@@ -48,6 +48,8 @@ pub struct ProviderConfig {
     pub policy: Policy,
     /// Password hashing.
     pub hashing: HashingConfig,
+    /// Where this process keeps the last audit checkpoint it signed (outside the database).
+    pub audit_witness: Option<std::path::PathBuf>,
 }
 
 impl ProviderConfig {
@@ -74,6 +76,7 @@ impl ProviderConfig {
             throttle: ThrottleConfig::default(),
             policy: Policy::default(),
             hashing: HashingConfig::default(),
+            audit_witness: None,
         }
     }
 }
@@ -449,7 +452,13 @@ impl Provider {
     pub fn new(db: Db, kek: Kek, clock: Clock, config: ProviderConfig) -> Result<Self> {
         let keys = KeyStore::new(db.clone(), kek.clone(), clock.clone())?;
         let hasher = Hasher::new(&config.hashing).map_err(Error::Internal)?;
-        let audit = AuditLog::open(db.clone(), &kek, clock.clone(), &config.audit_origin())?;
+        let audit = AuditLog::open_with_witness(
+            db.clone(),
+            &kek,
+            clock.clone(),
+            &config.audit_origin(),
+            config.audit_witness.clone(),
+        )?;
         Ok(Provider {
             inner: Arc::new(Inner {
                 audit,
@@ -475,26 +484,45 @@ impl Provider {
         &self.inner.audit
     }
 
-    /// Runs blocking work that may produce audit events, then records them durably before
-    /// returning. Events of work that failed inside the database (and so rolled back) are
-    /// dropped; refusals are committed values and keep theirs.
+    /// Runs blocking work that may produce audit events; every event is durable before
+    /// this returns.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Provider, &mut Vec<Event>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
+        let request = crate::audit::current_request_id();
         let (result, events) = blocking(move || {
-            let mut events = Vec::new();
-            let r = f(&this, &mut events);
-            Ok((r, events))
+            crate::audit::in_request(request, || {
+                let mut events = Vec::new();
+                let r = f(&this, &mut events);
+                Ok((r, events))
+            })
         })
         .await?;
-        let rolled_back = matches!(
-            result,
-            Err(Error::Internal(_) | Error::Unavailable(_) | Error::Conflict(_))
-        );
-        if !rolled_back {
-            self.inner.audit.record_all(events).await?;
+        // Events staged inside a transaction committed (or vanished) with it; what is left
+        // was observed outside any transaction (refusals), and is staged now.
+        self.inner.audit.record_all(events).await?;
+        result
+    }
+
+    /// A transaction whose audit events are staged in it: they commit with the action or
+    /// not at all, so no committed action lacks its event and no event describes an action
+    /// that rolled back.
+    fn audited_tx<T>(
+        &self,
+        ev: &mut Vec<Event>,
+        f: impl FnOnce(&mut DbConnection, &mut Vec<Event>) -> Result<T>,
+    ) -> Result<T> {
+        let start = ev.len();
+        let result = self.inner.db.tx(|conn| {
+            let r = f(conn, ev)?;
+            self.inner.audit.stage(conn, &ev[start..])?;
+            Ok(r)
+        });
+        ev.truncate(start);
+        if result.is_ok() {
+            self.inner.audit.notify();
         }
         result
     }
@@ -944,7 +972,7 @@ impl Provider {
     /// Ends a session.
     pub async fn logout(&self, token: SessionToken) -> Result<()> {
         self.run(move |this, ev| {
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
                 let hash = token_hash(token.expose());
                 let citizen: Option<String> = sessions::table
                     .find(&hash)
@@ -972,9 +1000,9 @@ impl Provider {
         session: Option<SessionToken>,
     ) -> Result<Step> {
         self.run(move |this, ev| {
-            this.inner
-                .db
-                .tx(|conn| this.authorize_blocking(conn, input, session.as_ref(), ev))
+            this.audited_tx(ev, |conn, ev| {
+                this.authorize_blocking(conn, input, session.as_ref(), ev)
+            })
         })
         .await
     }
@@ -1200,7 +1228,7 @@ impl Provider {
         token: Option<SessionToken>,
     ) -> Result<Interaction> {
         self.run(move |this, ev| {
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
                 let now = this.inner.clock.now();
                 let (request, client) = Self::pending(conn, &id, now)?;
                 let session = this.session_blocking(conn, token.as_ref())?;
@@ -1248,7 +1276,7 @@ impl Provider {
         allow: bool,
     ) -> Result<String> {
         self.run(move |this, ev| {
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
                 let now = this.inner.clock.now();
                 let (request, client) = Self::pending(conn, &id, now)?;
                 let session = this
@@ -1401,7 +1429,19 @@ impl Provider {
         let client = match self.inner.db.with(|conn| self.authenticate(conn, &auth)) {
             Ok(c) => c,
             Err(Error::InvalidClient) => {
-                ev.push(Event::new("client.authentication", Audited::Failure).client(claimed_id));
+                // Only a registered id goes into the permanent log; anything else a caller
+                // typed stays out of it.
+                let known = self
+                    .inner
+                    .db
+                    .with(|conn| Self::client(conn, &claimed_id))?
+                    .is_some();
+                let event = Event::new("client.authentication", Audited::Failure);
+                ev.push(if known {
+                    event.client(claimed_id)
+                } else {
+                    event.detail("unknown client")
+                });
                 return Err(Error::InvalidClient);
             }
             Err(e) => return Err(e),
@@ -1469,7 +1509,7 @@ impl Provider {
         // Revocation on reuse must commit even though the request fails, so the transaction
         // returns the refusal as a value and the error is raised after it commits. The
         // tokens are made inside it, so a failure there leaves the code unused.
-        let outcome = self.inner.db.tx(|conn| {
+        let outcome = self.audited_tx(ev, |conn, ev| {
             let Some(row) = auth_codes::table
                 .find(token_hash(&code))
                 .first::<CodeRow>(conn)
@@ -1560,7 +1600,7 @@ impl Provider {
         // As for codes: refusals commit their revocation, and the new refresh token is
         // stored in the same transaction that consumes the old one, so a failure in
         // between cannot turn the client's retry into "reuse".
-        let outcome = self.inner.db.tx(|conn| {
+        let outcome = self.audited_tx(ev, |conn, ev| {
             let Some(row) = refresh_tokens::table
                 .find(token_hash(&token))
                 .first::<RefreshRow>(conn)
@@ -1941,7 +1981,7 @@ impl Provider {
         client_id: String,
     ) -> Result<()> {
         self.run(move |this, ev| {
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
                 let session = this
                     .session_blocking(conn, token.as_ref())?
                     .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;

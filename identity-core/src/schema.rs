@@ -194,3 +194,11 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_outbox (id) {
+        id -> Text,
+        entry -> Text,
+        created_ms -> BigInt,
+    }
+}

@@ -206,7 +206,11 @@ impl Db {
 pub fn lock_audit_log(conn: &mut DbConnection) -> Result<()> {
     if let DbConnection::Postgres(c) = conn {
         // An arbitrary constant that names "the audit log" among advisory locks.
-        c.batch_execute("SELECT pg_advisory_xact_lock(7262017426)")?;
+        // READ COMMITTED explicitly: the reads after the lock must see what the previous
+        // holder committed, whatever the server's default isolation level.
+        c.batch_execute(
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7262017426)",
+        )?;
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ macro_rules! both {
 
 both!(
     group_commit_gives_contiguous_indexes,
+    witness_outside_the_database_stops_a_forked_checkpoint,
     proofs_verify_against_recomputed_roots,
     checkpoints_sign_and_refuse_a_rewritten_tree,
     two_replicas_make_one_tree,
@@ -48,13 +49,21 @@ async fn group_commit_gives_contiguous_indexes(backend: Backend) {
             async move { log.record(event(i)).await.unwrap() },
         ));
     }
-    let mut indexes = Vec::new();
     for t in tasks {
-        indexes.push(t.await.unwrap());
+        t.await.unwrap();
     }
-    indexes.sort_unstable();
-    assert_eq!(indexes, (0..200).collect::<Vec<u64>>());
+    log.flush().unwrap();
     assert_eq!(log.size().unwrap(), 200);
+    // Every event is in the tree exactly once.
+    let mut details: Vec<String> = log
+        .entries(0, 200, 200)
+        .unwrap()
+        .iter()
+        .map(|r| Entry::decode(&r.entry).unwrap().detail)
+        .collect();
+    details.sort();
+    details.dedup();
+    assert_eq!(details.len(), 200);
 }
 
 async fn proofs_verify_against_recomputed_roots(backend: Backend) {
@@ -117,6 +126,7 @@ async fn checkpoints_sign_and_refuse_a_rewritten_tree(backend: Backend) {
     for i in 0..5 {
         log.record(event(i)).await.unwrap();
     }
+    log.flush().unwrap();
     assert_eq!(log.checkpoint().unwrap(), Some(5));
     assert_eq!(
         log.checkpoint().unwrap(),
@@ -130,6 +140,7 @@ async fn checkpoints_sign_and_refuse_a_rewritten_tree(backend: Backend) {
     for i in 5..9 {
         log.record(event(i)).await.unwrap();
     }
+    log.flush().unwrap();
     // Someone rewrites history in the database: the stored hash of entries 0..4, which the
     // signed checkpoint of size 5 covers.
     db.with(|c| {
@@ -165,14 +176,16 @@ async fn two_replicas_make_one_tree(backend: Backend) {
         if i % 10 == 0 {
             let log = if i % 20 == 0 { a.clone() } else { b.clone() };
             tasks.push(tokio::spawn(async move {
+                log.flush().unwrap();
                 log.checkpoint().unwrap();
-                0
             }));
         }
     }
     for t in tasks {
         t.await.unwrap();
     }
+    a.flush().unwrap();
+    b.flush().unwrap();
     a.checkpoint().unwrap();
     let rows = a.entries(0, 1000, 1000).unwrap();
     assert_eq!(rows.len(), 100);
@@ -189,16 +202,16 @@ async fn entries_carry_pseudonyms_not_ids(backend: Backend) {
     let (db, _dir) = fresh_db(backend);
     let log = AuditLog::open(db, &Kek::generate(), Clock::system(), "test/audit").unwrap();
     let citizen = "internal-citizen-id-123";
-    let i = log
-        .record(
-            Event::new("login", Outcome::Failure)
-                .citizen(citizen)
-                .source("203.0.113.7")
-                .detail("bad-credentials"),
-        )
-        .await
-        .unwrap();
-    let row = &log.entries(i, i + 1, 1).unwrap()[0];
+    log.record(
+        Event::new("login", Outcome::Failure)
+            .citizen(citizen)
+            .source("203.0.113.7")
+            .detail("bad-credentials"),
+    )
+    .await
+    .unwrap();
+    log.flush().unwrap();
+    let row = &log.entries(0, 1, 1).unwrap()[0];
     let e = Entry::decode(&row.entry).expect("canonical");
     assert_eq!(e.event, "login");
     assert_eq!(e.outcome, "failure");
@@ -209,4 +222,43 @@ async fn entries_carry_pseudonyms_not_ids(backend: Backend) {
     );
     assert_eq!(e.subject, log.pseudonym(citizen));
     assert_eq!(log.for_citizen(citizen, 10).unwrap().len(), 1);
+}
+
+async fn witness_outside_the_database_stops_a_forked_checkpoint(backend: Backend) {
+    let (db, dir) = fresh_db(backend);
+    let witness_dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    let witness = witness_dir.path().join("audit-witness");
+    let _ = dir;
+    let kek = Kek::generate();
+    let log = AuditLog::open_with_witness(
+        db.clone(),
+        &kek,
+        Clock::system(),
+        "test/audit",
+        Some(witness.clone()),
+    )
+    .unwrap();
+    let entries: Vec<String> = (0..6).map(|i| format!("e{i}\n")).collect();
+    let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
+    log.append_batch(&refs).unwrap();
+    assert_eq!(log.checkpoint().unwrap(), Some(6));
+    assert!(std::fs::read_to_string(&witness).unwrap().starts_with("6 "));
+    // Cut everything back in the database, checkpoints included, and grow another history.
+    db.with(|c| {
+        use diesel::prelude::*;
+        use identity_core::schema::{audit_checkpoints, audit_entries, audit_nodes};
+        diesel::delete(audit_entries::table).execute(c)?;
+        diesel::delete(audit_nodes::table).execute(c)?;
+        diesel::delete(audit_checkpoints::table).execute(c)?;
+        Ok(())
+    })
+    .unwrap();
+    let other: Vec<String> = (0..9).map(|i| format!("forged {i}\n")).collect();
+    let refs: Vec<&str> = other.iter().map(String::as_str).collect();
+    log.append_batch(&refs).unwrap();
+    let err = log.checkpoint().unwrap_err().to_string();
+    assert!(
+        err.contains("refusing to sign") && err.contains("this server signed"),
+        "{err}"
+    );
 }

@@ -220,6 +220,7 @@ impl Settings {
         };
         let mut provider = ProviderConfig::new(public_url.as_str().trim_end_matches('/'));
         provider.hashing = hashing;
+        provider.audit_witness = Some(data_dir.join("audit-witness"));
         provider.policy.min_length = src.number("password_min_length", 12usize, 8, 64)?;
         provider.session_idle = src.number("session_idle_seconds", 3_600i64, 60, 86_400)?;
         provider.session_absolute =

@@ -172,6 +172,15 @@ fn open_db(settings: &Settings, pool_size: u32) -> Result<Db, String> {
 }
 
 fn open(settings: &Settings) -> Result<Provider, String> {
+    if let Some(dir) = settings
+        .provider
+        .audit_witness
+        .as_ref()
+        .and_then(|w| w.parent())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("data_dir: cannot create {}: {e}", dir.display()))?;
+    }
     let db = open_db(settings, settings.db_pool_size)?;
     db.migrate().map_err(|e| e.to_string())?;
     let provider = Provider::new(

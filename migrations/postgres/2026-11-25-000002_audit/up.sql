@@ -25,3 +25,11 @@ CREATE TABLE audit_keys (
     public_key TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Events staged by the transaction of the action they describe (so they commit or vanish
+-- with it), then moved into the tree, in batches, by the audit writer.
+CREATE TABLE audit_outbox (
+    id TEXT PRIMARY KEY NOT NULL,
+    entry TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
