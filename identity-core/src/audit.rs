@@ -265,8 +265,8 @@ struct Inner {
     pseudonyms: KeyedHash,
     /// A file outside the database holding the last (size, root) this process signed.
     witness: Option<std::path::PathBuf>,
-    /// Wakes the writer when events were staged.
-    wake: std::sync::Mutex<mpsc::Sender<()>>,
+    /// Wakes the writer when events were staged, or hands it events to append at once.
+    wake: std::sync::Mutex<mpsc::Sender<Msg>>,
 }
 
 /// The audit log of this process; cheap to clone.
@@ -316,7 +316,7 @@ impl AuditLog {
             .try_into()
             .map_err(Error::internal)?;
         let verifier = VerifierKey::new(origin, public);
-        let (tx, rx) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let log = AuditLog {
             inner: Arc::new(Inner {
                 db,
@@ -462,7 +462,7 @@ impl AuditLog {
     /// Wakes the writer (after a transaction that staged events committed).
     pub fn notify(&self) {
         if let Ok(w) = self.inner.wake.lock() {
-            let _ = w.send(());
+            let _ = w.send(Msg::Wake);
         }
     }
 
@@ -471,19 +471,32 @@ impl AuditLog {
         self.record_all(vec![event]).await
     }
 
-    /// Records events in one transaction of their own; durable when this returns.
+    /// Records events outside any transaction of the caller: the writer appends them with
+    /// whatever else is waiting, in one transaction (group commit). Durable when this
+    /// returns.
     pub async fn record_all(&self, events: Vec<Event>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        let log = self.clone();
-        let request = current_request_id();
-        tokio::task::spawn_blocking(move || {
-            in_request(request, || log.inner.db.tx(|conn| log.stage(conn, &events)))
-        })
-        .await
-        .map_err(Error::internal)??;
-        self.notify();
+        let mut waits = Vec::with_capacity(events.len());
+        {
+            let queue = self
+                .inner
+                .wake
+                .lock()
+                .map_err(|_| Error::internal("audit queue poisoned"))?;
+            for event in &events {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                queue
+                    .send(Msg::Append(self.entry(event).encode(), done))
+                    .map_err(|_| Error::internal("the audit writer has stopped"))?;
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            wait.await
+                .map_err(|_| Error::internal("the audit writer dropped an event"))??;
+        }
         Ok(())
     }
 
@@ -767,50 +780,97 @@ impl AuditLog {
     }
 }
 
-fn writer_loop(db: &Db, clock: &Clock, wake: mpsc::Receiver<()>) {
+/// What the writer thread is asked to do.
+enum Msg {
+    /// Events were staged in the outbox: move them.
+    Wake,
+    /// Append this entry and say when it is durable.
+    Append(String, tokio::sync::oneshot::Sender<Result<()>>),
+}
+
+fn writer_loop(db: &Db, clock: &Clock, rx: mpsc::Receiver<Msg>) {
     loop {
-        match wake.recv_timeout(std::time::Duration::from_millis(250)) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+        let mut waiting = Vec::new();
+        let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
             // Every handle to the log is gone.
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-        while wake.try_recv().is_ok() {}
-        loop {
-            match move_batch(db, clock) {
-                Ok(n) if n == MAX_BATCH as u64 => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "moving audit events into the tree failed; will retry");
+        };
+        // Group commit: whatever else has queued up goes in the same transaction.
+        for msg in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        {
+            if let Msg::Append(entry, done) = msg {
+                waiting.push((entry, done));
+                if waiting.len() >= MAX_BATCH {
                     break;
                 }
+            }
+        }
+        let entries: Vec<&str> = waiting.iter().map(|(e, _)| e.as_str()).collect();
+        let result = write_batch(db, clock, &entries);
+        let failed = result.as_ref().err().map(|e| e.to_string());
+        for (_, done) in waiting {
+            let _ = done.send(match &failed {
+                None => Ok(()),
+                Some(_) => Err(Error::Unavailable(
+                    "the audit log could not be written".into(),
+                )),
+            });
+        }
+        match result {
+            // A full batch from the outbox: there may be more.
+            Ok(moved) if moved == MAX_BATCH as u64 => {
+                let _ = move_batch(db, clock)
+                    .map_err(|e| tracing::error!(error = %e, "audit move failed"));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed; staged events wait for the next try")
             }
         }
     }
 }
 
-/// Moves up to a batch of staged events into the tree, in one transaction under the audit
-/// lock (group commit): the tree grows and the outbox shrinks together.
-fn move_batch(db: &Db, clock: &Clock) -> Result<u64> {
+/// One group commit: under the audit lock, moves up to a batch of staged events from the
+/// outbox into the tree, then appends `direct` entries. Returns how many came from the
+/// outbox.
+fn write_batch(db: &Db, clock: &Clock, direct: &[&str]) -> Result<u64> {
     let now = clock.now();
     db.tx(|conn| {
         lock_audit_log(conn)?;
-        let rows: Vec<(String, String)> = audit_outbox::table
-            .order((audit_outbox::created_ms, audit_outbox::id))
-            .limit(MAX_BATCH as i64)
-            .select((audit_outbox::id, audit_outbox::entry))
-            .load(conn)?;
-        if rows.is_empty() {
-            return Ok(0);
+        let moved = move_in(conn, now)?;
+        if !direct.is_empty() {
+            append_in(conn, now, direct)?;
         }
-        let entries: Vec<&str> = rows.iter().map(|(_, e)| e.as_str()).collect();
-        append_in(conn, now, &entries)?;
-        let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
-        for chunk in ids.chunks(500) {
-            diesel::delete(audit_outbox::table.filter(audit_outbox::id.eq_any(chunk)))
-                .execute(conn)?;
-        }
-        Ok(rows.len() as u64)
+        Ok(moved)
     })
+}
+
+/// Moves up to a batch of staged events into the tree, in one transaction under the audit
+/// lock: the tree grows and the outbox shrinks together.
+fn move_batch(db: &Db, clock: &Clock) -> Result<u64> {
+    write_batch(db, clock, &[])
+}
+
+fn move_in(conn: &mut DbConnection, now: i64) -> Result<u64> {
+    let rows: Vec<(String, String)> = audit_outbox::table
+        .order((audit_outbox::created_ms, audit_outbox::id))
+        .limit(MAX_BATCH as i64)
+        .select((audit_outbox::id, audit_outbox::entry))
+        .load(conn)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let entries: Vec<&str> = rows.iter().map(|(_, e)| e.as_str()).collect();
+    append_in(conn, now, &entries)?;
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    for chunk in ids.chunks(500) {
+        diesel::delete(audit_outbox::table.filter(audit_outbox::id.eq_any(chunk))).execute(conn)?;
+    }
+    Ok(rows.len() as u64)
 }
 
 /// Appends entries in one transaction, under the audit lock; returns the first index.
