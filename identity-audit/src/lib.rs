@@ -304,6 +304,56 @@ impl Auditor {
         })
     }
 
+    /// Checks the latest checkpoint against the one saved in `state` by an earlier run,
+    /// with the server's consistency proof (no entries fetched), then saves it.
+    pub async fn check_against_saved(&self, state: &Path) -> Result<Report, Failure> {
+        let (cp, note) = self.checkpoint().await?;
+        let mut summary = format!(
+            "checkpoint of {} entries signed by {}",
+            cp.size,
+            self.key.name()
+        );
+        if state.exists() {
+            let text = std::fs::read_to_string(state)
+                .map_err(|e| Failure(format!("{}: {e}", state.display())))?;
+            let old = Checkpoint::verify_note(&text, &self.key)
+                .map_err(|e| Failure(format!("the saved checkpoint: {e}")))?;
+            if cp.size < old.size {
+                return fail(format!(
+                    "the log shrank: it was {} entries at the checkpoint saved earlier, the server now signs {}",
+                    old.size, cp.size
+                ));
+            }
+            let proof = if old.size == 0 || old.size == cp.size {
+                Vec::new()
+            } else {
+                self.proof(&format!(
+                    "/audit/proof/consistency?from={}&to={}",
+                    old.size, cp.size
+                ))
+                .await?
+            };
+            verify_consistency(old.size, cp.size, &proof, &old.root, &cp.root).map_err(|e| {
+                Failure(format!(
+                    "the log is not consistent with the checkpoint saved earlier (size {}): {e}",
+                    old.size
+                ))
+            })?;
+            summary.push_str(&format!(
+                "; consistent with the checkpoint saved earlier at size {}",
+                old.size
+            ));
+        }
+        let tmp = state.with_extension("tmp");
+        std::fs::write(&tmp, &note)
+            .and_then(|()| std::fs::rename(&tmp, state))
+            .map_err(|e| Failure(format!("{}: {e}", state.display())))?;
+        Ok(Report {
+            checkpoint: cp,
+            summary,
+        })
+    }
+
     /// Checks that entry `index` is in the signed log: its hash is computed here, and its
     /// inclusion proof must lead to the checkpoint's root.
     pub async fn verify_inclusion(&self, index: u64) -> Result<Report, Failure> {

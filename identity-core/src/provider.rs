@@ -695,11 +695,11 @@ impl Provider {
         ];
         self.inner.config.policy.check(password, &context)?;
         let phc = self.inner.hasher.hash(password).await?;
-        let this = self.clone();
-        blocking(move || {
+        self.run(move |this, ev| {
             let id = random_id();
             let now = this.inner.clock.now();
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
+                ev.push(Event::new("citizen.registered", Audited::Success).citizen(&id));
                 diesel::insert_into(citizens::table)
                     .values((
                         citizens::id.eq(&id),
@@ -735,11 +735,26 @@ impl Provider {
     }
 
     /// Clears the failure counter of a locked account.
-    pub fn unlock(&self, username: &str) -> Result<()> {
-        let key = self.account_key(&normalize_username(username));
-        self.inner
-            .db
-            .with(|conn| self.inner.config.throttle.reset(conn, &key))
+    pub async fn unlock(&self, username: &str) -> Result<()> {
+        let username = normalize_username(username);
+        self.run(move |this, ev| {
+            let key = this.account_key(&username);
+            this.audited_tx(ev, |conn, ev| {
+                this.inner.config.throttle.reset(conn, &key)?;
+                let citizen: Option<String> = citizens::table
+                    .filter(citizens::username.eq(&username))
+                    .select(citizens::id)
+                    .first(conn)
+                    .optional()?;
+                let event = Event::new("account.unlocked", Audited::Success);
+                ev.push(match citizen {
+                    Some(c) => event.citizen(c),
+                    None => event.detail("unknown account"),
+                });
+                Ok(())
+            })
+        })
+        .await
     }
 
     fn account_key(&self, username: &str) -> String {

@@ -553,7 +553,7 @@ async fn throttling_and_lockout(backend: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Locked), "{e:?}");
-    f.provider.unlock("chan").unwrap();
+    f.provider.unlock("chan").await.unwrap();
     assert!(f
         .provider
         .login("chan", &Password::new(PASSWORD), "10.0.0.2", None)

@@ -342,7 +342,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     println!("added {username}");
                 }
                 UserCommand::Unlock { username } => {
-                    provider.unlock(&username).map_err(|e| e.to_string())?;
+                    provider
+                        .unlock(&username)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     println!("unlocked {username}");
                 }
             }

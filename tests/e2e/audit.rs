@@ -148,6 +148,8 @@ async fn detects_a_truncated_and_regrown_log() {
     let state = dir.path().join("checkpoint");
     let (a, size) = signed_log(&server, 6).await;
     a.verify_all(Some(&state), false).await.unwrap();
+    // The light check (a consistency proof, no entries) agrees while nothing is wrong.
+    a.check_against_saved(&state).await.unwrap();
     // Cut the log back to 3 entries, with every node and checkpoint above, as an operator
     // hiding events would, then let it grow past its old size with other events.
     let keep = 3u64;
@@ -184,6 +186,7 @@ async fn detects_a_truncated_and_regrown_log() {
     assert!(refused, "{}", server.log());
     // And the auditor, from the checkpoint it saved, does not accept what the server shows.
     assert!(a.verify_all(Some(&state), false).await.is_err());
+    assert!(a.check_against_saved(&state).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread")]
