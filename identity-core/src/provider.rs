@@ -1842,6 +1842,147 @@ impl Provider {
         })
     }
 
+    // ----- revocation (RFC 7009) and introspection (RFC 7662) -----
+
+    /// Revokes a refresh token or a citizen's access token of the authenticated client,
+    /// with the whole grant it belongs to. Unknown tokens, tokens of other clients and
+    /// self-contained client-credentials tokens are answered as success without effect,
+    /// as RFC 7009 §2.2 asks.
+    pub async fn revoke(&self, auth: ClientAuth, token: String) -> Result<()> {
+        self.run(move |this, ev| {
+            let client = this.inner.db.with(|conn| this.authenticate(conn, &auth))?;
+            let now = this.inner.clock.now();
+            let family = this.family_of(&token)?;
+            let Some(family) = family else { return Ok(()) };
+            this.audited_tx(ev, |conn, ev| {
+                let owner: Option<(String, String)> = token_families::table
+                    .find(&family)
+                    .select((token_families::client_id, token_families::citizen_id))
+                    .first(conn)
+                    .optional()?;
+                if let Some((client_id, citizen_id)) = owner.filter(|(c, _)| *c == client.id) {
+                    Self::revoke_family(conn, &family, now, "revoked by the client")?;
+                    ev.push(
+                        Event::new("token.revoked", Audited::Success)
+                            .client(client_id)
+                            .citizen(citizen_id),
+                    );
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The grant a token belongs to: a refresh token by its hash, an access token by its
+    /// verified `fid` claim.
+    fn family_of(&self, token: &str) -> Result<Option<String>> {
+        let by_refresh: Option<String> = self.inner.db.with(|conn| {
+            Ok(refresh_tokens::table
+                .find(token_hash(token))
+                .select(refresh_tokens::family_id)
+                .first(conn)
+                .optional()?)
+        })?;
+        if by_refresh.is_some() {
+            return Ok(by_refresh);
+        }
+        let cfg = &self.inner.config;
+        match self
+            .inner
+            .keys
+            .verify::<AccessClaims>(token, "at+jwt", &cfg.issuer, &cfg.issuer)
+        {
+            Ok(claims) => Ok(claims.fid),
+            Err(Error::InvalidToken) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// RFC 7662 introspection for the authenticated client: its own tokens only; anything
+    /// else is `{"active": false}`.
+    pub async fn introspect(&self, auth: ClientAuth, token: String) -> Result<Value> {
+        let this = self.clone();
+        blocking(move || {
+            let client = this.inner.db.with(|conn| this.authenticate(conn, &auth))?;
+            let inactive = json!({ "active": false });
+            let now = this.inner.clock.now();
+            let cfg = &this.inner.config;
+            if let Ok(claims) =
+                this.inner
+                    .keys
+                    .verify::<AccessClaims>(&token, "at+jwt", &cfg.issuer, &cfg.issuer)
+            {
+                if claims.client_id != client.id {
+                    return Ok(inactive);
+                }
+                if let Some(fid) = &claims.fid {
+                    let revoked: Option<Option<i64>> = this.inner.db.with(|conn| {
+                        Ok(token_families::table
+                            .find(fid)
+                            .select(token_families::revoked_at)
+                            .first(conn)
+                            .optional()?)
+                    })?;
+                    if !matches!(revoked, Some(None)) {
+                        return Ok(inactive);
+                    }
+                }
+                return Ok(json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": claims.scope,
+                    "client_id": claims.client_id,
+                    "sub": claims.sub,
+                    "iss": claims.iss,
+                    "aud": claims.aud,
+                    "iat": claims.iat,
+                    "exp": claims.exp,
+                }));
+            }
+            let row: Option<(String, i64, Option<i64>, String)> = this.inner.db.with(|conn| {
+                Ok(refresh_tokens::table
+                    .find(token_hash(&token))
+                    .select((
+                        refresh_tokens::family_id,
+                        refresh_tokens::expires_at,
+                        refresh_tokens::used_at,
+                        refresh_tokens::scope,
+                    ))
+                    .first(conn)
+                    .optional()?)
+            })?;
+            let Some((family, expires_at, used_at, scope)) = row else {
+                return Ok(inactive);
+            };
+            let fam: Option<FamilyRow> = this
+                .inner
+                .db
+                .with(|conn| Ok(token_families::table.find(&family).first(conn).optional()?))?;
+            match fam {
+                Some(f)
+                    if f.client_id == client.id
+                        && f.revoked_at.is_none()
+                        && used_at.is_none()
+                        && expires_at > now =>
+                {
+                    let sub = this.subject(&client.sector, &f.citizen_id);
+                    Ok(json!({
+                        "active": true,
+                        "token_type": "refresh_token",
+                        "scope": scope,
+                        "client_id": client.id,
+                        "sub": sub,
+                        "iss": cfg.issuer,
+                        "exp": expires_at,
+                    }))
+                }
+                _ => Ok(inactive),
+            }
+        })
+        .await
+    }
+
     // ----- UserInfo and consent -----
 
     /// The claims UserInfo releases for an access token: only scopes the token carries

@@ -54,6 +54,7 @@ both!(
     concurrent_guesses_cannot_skip_the_delay,
     concurrent_refresh_reuse_revokes_cleanly,
     pending_request_answered_once,
+    revocation_and_introspection,
 );
 
 struct Fixture {
@@ -900,4 +901,92 @@ async fn pending_request_answered_once(backend: Backend) {
     for r in [&a, &b] {
         assert!(matches!(r, Ok(_) | Err(Error::InvalidRequest(_))), "{r:?}");
     }
+}
+
+async fn revocation_and_introspection(backend: Backend) {
+    let f = fixture(backend).await;
+    let t = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let (at, rt) = (t.access_token.clone(), t.refresh_token.clone().unwrap());
+    let active = f
+        .provider
+        .introspect(f.secret_auth(), at.clone())
+        .await
+        .unwrap();
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], "eservice");
+    let active = f
+        .provider
+        .introspect(f.secret_auth(), rt.clone())
+        .await
+        .unwrap();
+    assert_eq!(active["active"], true);
+    assert_eq!(active["token_type"], "refresh_token");
+    // Another client learns nothing about this client's tokens, and cannot revoke them.
+    let (_, other) = f
+        .provider
+        .register_client(client("other", "Dept A", false))
+        .await
+        .unwrap();
+    let other = ClientAuth::Secret {
+        id: "other".into(),
+        secret: other.unwrap(),
+    };
+    assert_eq!(
+        f.provider
+            .introspect(other.clone(), at.clone())
+            .await
+            .unwrap()["active"],
+        false
+    );
+    f.provider.revoke(other, rt.clone()).await.unwrap();
+    assert_eq!(
+        f.provider
+            .introspect(f.secret_auth(), at.clone())
+            .await
+            .unwrap()["active"],
+        true
+    );
+    // Unknown tokens: success without effect; garbage is inactive.
+    f.provider
+        .revoke(f.secret_auth(), "no-such-token".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.provider
+            .introspect(f.secret_auth(), "garbage".into())
+            .await
+            .unwrap()["active"],
+        false
+    );
+    // Revoking the refresh token revokes the grant: access token and refresh both die.
+    f.provider
+        .revoke(f.secret_auth(), rt.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.provider
+            .introspect(f.secret_auth(), at.clone())
+            .await
+            .unwrap()["active"],
+        false
+    );
+    assert!(matches!(
+        f.provider.userinfo(at).await,
+        Err(Error::InvalidToken)
+    ));
+    assert!(matches!(f.refresh(&rt).await, Err(Error::InvalidGrant(_))));
+    // And it is in the audit log.
+    f.provider.audit().flush().unwrap();
+    let n = f.provider.audit().size().unwrap();
+    let all = f.provider.audit().entries(0, n, n).unwrap();
+    assert!(all.iter().any(|e| e.entry.contains("event=token.revoked")));
+    // Wrong client credentials are refused.
+    let wrong = ClientAuth::Secret {
+        id: "eservice".into(),
+        secret: identity_core::model::ClientSecret::new("x"),
+    };
+    assert!(matches!(
+        f.provider.introspect(wrong, "t".into()).await,
+        Err(Error::InvalidClient)
+    ));
 }

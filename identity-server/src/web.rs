@@ -53,6 +53,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(interaction_consent),
     )
     .route("/token", web::post().to(token))
+    .route("/revoke", web::post().to(revoke))
+    .route("/introspect", web::post().to(introspect))
     .route("/userinfo", web::get().to(userinfo))
     .route("/userinfo", web::post().to(userinfo))
     .route("/account", web::get().to(account))
@@ -132,6 +134,10 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "authorization_endpoint": format!("{iss}/authorize"),
             "token_endpoint": format!("{iss}/token"),
             "userinfo_endpoint": format!("{iss}/userinfo"),
+            "revocation_endpoint": format!("{iss}/revoke"),
+            "introspection_endpoint": format!("{iss}/introspect"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "jwks_uri": format!("{iss}/jwks"),
             "scopes_supported": SUPPORTED_SCOPES,
             "response_types_supported": ["code"],
@@ -450,6 +456,48 @@ async fn token(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(resp))
+}
+
+/// The client authentication and the `token` parameter of revocation and introspection.
+fn token_request(req: &HttpRequest, body: &[u8]) -> Result<(ClientAuth, String), Error> {
+    let form = Params::parse(body);
+    form.check()?;
+    if let Some(p) = form.repeated().first() {
+        return Err(Error::InvalidRequest(format!(
+            "the {p} parameter is repeated"
+        )));
+    }
+    let auth = client_auth(req, &form)?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| Error::InvalidRequest("the token parameter is missing".into()))?;
+    Ok((auth, token))
+}
+
+/// RFC 7009: 200 with an empty body whether or not the token was known.
+async fn revoke(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let (auth, token) = token_request(&req, &body)?;
+    state.provider.revoke(auth, token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// RFC 7662.
+async fn introspect(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let (auth, token) = token_request(&req, &body)?;
+    let answer = state.provider.introspect(auth, token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(answer))
 }
 
 fn bearer(req: &HttpRequest, body: &[u8]) -> Result<String, Error> {

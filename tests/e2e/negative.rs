@@ -361,3 +361,42 @@ async fn account_page_lists_and_withdraws_consent_and_logout_ends_session() {
     let back = url::Url::parse(&location(&r)).unwrap();
     assert_eq!(query(&back, "error").as_deref(), Some("login_required"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_ends_the_grant_and_introspection_says_so() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let (code, verifier) = fresh_code(&server).await;
+    let (_, tokens) = exchange(&server, &code, &verifier).await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let introspect = || async {
+        let r = http()
+            .post(server.url("/introspect"))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("token", at)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()["active"].clone()
+    };
+    assert_eq!(introspect().await, true);
+    let r = http()
+        .post(server.url("/revoke"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[
+            ("token", tokens["refresh_token"].as_str().unwrap()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(introspect().await, false);
+    let r = http()
+        .get(server.url("/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
