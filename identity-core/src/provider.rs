@@ -1842,6 +1842,46 @@ impl Provider {
         })
     }
 
+    // ----- housekeeping -----
+
+    /// Deletes rows that can no longer matter: expired sessions, pending requests, codes
+    /// (an hour after expiry, past any reuse check), refresh tokens, and throttling
+    /// counters of addresses whose window passed or accounts idle for a day that are not
+    /// locked. Returns how many rows went. Blocking: run it on a background thread.
+    pub fn purge_expired(&self) -> Result<usize> {
+        let now = self.inner.clock.now();
+        let cfg = &self.inner.config;
+        self.inner.db.with(|conn| {
+            let mut n = diesel::delete(
+                sessions::table.filter(
+                    sessions::expires_at
+                        .le(now)
+                        .or(sessions::last_seen_at.le(now - cfg.session_idle)),
+                ),
+            )
+            .execute(conn)?;
+            n += diesel::delete(auth_requests::table.filter(auth_requests::expires_at.le(now)))
+                .execute(conn)?;
+            n += diesel::delete(auth_codes::table.filter(auth_codes::expires_at.le(now - 3_600)))
+                .execute(conn)?;
+            n += diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
+                .execute(conn)?;
+            n += diesel::delete(
+                throttles::table
+                    .filter(throttles::last_failure_at.le(now - 86_400))
+                    .filter(throttles::window_start.le(now - cfg.throttle.per_address_window))
+                    .filter(throttles::failures.lt(cfg.throttle.lockout_after)),
+            )
+            .execute(conn)?;
+            Ok(n)
+        })
+    }
+
+    /// Whether the database answers and its schema is current.
+    pub fn ready(&self) -> Result<()> {
+        self.inner.db.ready()
+    }
+
     // ----- revocation (RFC 7009) and introspection (RFC 7662) -----
 
     /// Revokes a refresh token or a citizen's access token of the authenticated client,

@@ -193,6 +193,20 @@ impl Db {
         }
     }
 
+    /// Whether the database answers and has no pending migration (for `/readyz`).
+    pub fn ready(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let pending = match &mut *conn {
+            DbConnection::Postgres(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+            DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        if pending {
+            return Err(Error::Unavailable("migrations are pending".into()));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on a pooled connection without a transaction.
     pub fn with<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;

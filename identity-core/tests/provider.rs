@@ -55,6 +55,7 @@ both!(
     concurrent_refresh_reuse_revokes_cleanly,
     pending_request_answered_once,
     revocation_and_introspection,
+    expired_rows_are_purged,
 );
 
 struct Fixture {
@@ -989,4 +990,32 @@ async fn revocation_and_introspection(backend: Backend) {
         f.provider.introspect(wrong, "t".into()).await,
         Err(Error::InvalidClient)
     ));
+}
+
+async fn expired_rows_are_purged(backend: Backend) {
+    let f = fixture(backend).await;
+    let session = f.login().await;
+    let t = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let _unused_code = f.code().await;
+    assert_eq!(
+        f.provider.purge_expired().unwrap(),
+        0,
+        "nothing is expired yet"
+    );
+    assert!(f
+        .provider
+        .session(Some(session.clone()))
+        .await
+        .unwrap()
+        .is_some());
+    f.provider.ready().unwrap();
+    // Past every lifetime: sessions, codes (and an hour), refresh tokens.
+    f.clock.advance(31 * 86_400);
+    let gone = f.provider.purge_expired().unwrap();
+    assert!(gone >= 4, "{gone} rows purged");
+    assert!(matches!(
+        f.refresh(t.refresh_token.as_deref().unwrap()).await,
+        Err(Error::InvalidGrant(_))
+    ));
+    assert_eq!(f.provider.purge_expired().unwrap(), 0);
 }

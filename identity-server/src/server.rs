@@ -53,6 +53,19 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
     let max_body = settings.max_body_bytes;
     // Checkpoints every few seconds while entries arrive. Each replica may try; the audit
     // lock and the size check make that harmless.
+    // Expired sessions, requests, codes, refresh tokens and stale counters go once a minute.
+    let housekeeping = state.provider.clone();
+    std::thread::Builder::new()
+        .name("purge-expired".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            match housekeeping.purge_expired() {
+                Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            }
+        })
+        .map_err(|e| e.to_string())?;
     let audit = state.provider.audit().clone();
     let every = std::time::Duration::from_secs(settings.audit_checkpoint_seconds);
     std::thread::Builder::new()

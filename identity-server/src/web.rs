@@ -53,6 +53,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(interaction_consent),
     )
     .route("/token", web::post().to(token))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
     .route("/revoke", web::post().to(revoke))
     .route("/introspect", web::post().to(introspect))
     .route("/userinfo", web::get().to(userinfo))
@@ -685,6 +687,22 @@ async fn logout(
     gone.make_removal();
     resp.add_cookie(&gone).map_err(Error::internal)?;
     Ok(resp)
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// Readiness: the database answers and its schema is current; otherwise 503.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let provider = state.provider.clone();
+    web::block(move || provider.ready())
+        .await
+        .map_err(Error::internal)??;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain")
+        .body("ready\n"))
 }
 
 async fn css() -> HttpResponse {

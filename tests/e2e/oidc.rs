@@ -202,6 +202,13 @@ async fn discovery_and_jwks_are_complete() {
         jwks.to_string().find("\"d\"").is_none(),
         "no private key material in the JWKS"
     );
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(
+            reqwest::get(server.url(probe)).await.unwrap().status(),
+            200,
+            "{probe}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
