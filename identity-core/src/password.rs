@@ -76,6 +76,7 @@ pub struct Checked {
 pub struct Hasher {
     params: Params,
     admission: Arc<Semaphore>,
+    capacity: usize,
     running: Arc<Semaphore>,
     /// A hash of a random password, verified against when the username is unknown so that
     /// an unknown user costs the same work as a wrong password.
@@ -106,6 +107,7 @@ impl Hasher {
         Ok(Hasher {
             params,
             admission: Arc::new(Semaphore::new(workers + config.queue)),
+            capacity: workers + config.queue,
             running: Arc::new(Semaphore::new(workers)),
             dummy: Arc::new(dummy),
         })
@@ -113,7 +115,7 @@ impl Hasher {
 
     /// How many hashing slots (running and queued) are taken now.
     pub fn in_use(&self) -> usize {
-        self.admission.available_permits()
+        self.capacity - self.admission.available_permits()
     }
 
     async fn run<T: Send + 'static>(
@@ -333,7 +335,9 @@ mod tests {
     async fn full_pool_answers_busy() {
         let h = Hasher::new(&cheap()).unwrap();
         // Take the only admission slot by hand, as a running hash would.
+        assert_eq!(h.in_use(), 0);
         let _held = h.admission.clone().try_acquire_owned().unwrap();
+        assert_eq!(h.in_use(), 1);
         let err = h.hash(&Password::new("whatever")).await.unwrap_err();
         assert!(matches!(err, Error::Busy { .. }));
     }
