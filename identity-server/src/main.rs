@@ -410,13 +410,18 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IDENTITY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to standard error: human-readable by default, one JSON object per line with
+    // IDENTITY_LOG_FORMAT=json (for a log collector). IDENTITY_LOG sets the filter.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDENTITY_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("IDENTITY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     let cli = Cli::parse();
     let result = actix_web::rt::System::new().block_on(run(cli));
     match result {

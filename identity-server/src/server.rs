@@ -5,6 +5,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use identity_core::crypto::Purpose;
 use identity_core::Provider;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::web::{routes, AppState};
@@ -98,9 +99,18 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 // Every request gets an id: the audit entries it causes carry it, and the
                 // response header lets an operator find them.
                 let id = identity_core::crypto::random_id();
+                // Log lines of this request carry its id; the path, never the query, which
+                // can hold codes and state.
+                let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+                let started = std::time::Instant::now();
                 let fut = srv.call(req);
                 async move {
                     let mut res = identity_core::audit::with_request_id(id.clone(), fut).await?;
+                    tracing::debug!(
+                        status = res.status().as_u16(),
+                        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "request done"
+                    );
                     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
                         res.headers_mut().insert(
                             actix_web::http::header::HeaderName::from_static("x-request-id"),
@@ -109,6 +119,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                     }
                     Ok(res)
                 }
+                .instrument(span)
             })
             .configure(routes)
             .configure(crate::audit_api::routes)

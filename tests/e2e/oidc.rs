@@ -299,3 +299,33 @@ async fn rs256_client_with_default_verifier() {
         .expect("RS256 ID token verifies");
     assert_eq!(claims.audiences()[0].as_str(), "legacy");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_request_id() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("IDENTITY_LOG_FORMAT", "json"), ("IDENTITY_LOG", "debug")],
+    )
+    .await;
+    let r = reqwest::get(server.url("/.well-known/openid-configuration"))
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut found = None;
+    for _ in 0..50 {
+        found = server
+            .log()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .find(|l| l.contains(&id) && l.contains("request done"))
+            .map(str::to_owned);
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line = found.expect("a JSON log line with the request id");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["fields"]["status"], 200);
+    assert!(!line.contains("client_secret"));
+}
