@@ -102,8 +102,18 @@ async fn expect_failure(a: &Auditor, state: Option<&std::path::Path>, wanted: &s
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn verifies_then_detects_a_changed_entry() {
-    let server = Server::start(Backend::Sqlite, &[]).await;
+async fn verifies_then_detects_a_changed_entry_sqlite() {
+    verifies_then_detects_a_changed_entry(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
+async fn verifies_then_detects_a_changed_entry_postgres() {
+    verifies_then_detects_a_changed_entry(Backend::Postgres).await
+}
+
+async fn verifies_then_detects_a_changed_entry(backend: Backend) {
+    let server = Server::start(backend, &[]).await;
     let (a, size) = signed_log(&server, 6).await;
     let report = a.verify_all(None, false).await.unwrap();
     assert_eq!(report.checkpoint.size, size);
@@ -243,8 +253,18 @@ async fn detects_a_replaced_checkpoint_and_another_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn crash_under_load_loses_no_acknowledged_event() {
-    let mut server = Server::start(Backend::Sqlite, &[]).await;
+async fn crash_under_load_loses_no_acknowledged_event_sqlite() {
+    crash_under_load_loses_no_acknowledged_event(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
+async fn crash_under_load_loses_no_acknowledged_event_postgres() {
+    crash_under_load_loses_no_acknowledged_event(Backend::Postgres).await
+}
+
+async fn crash_under_load_loses_no_acknowledged_event(backend: Backend) {
+    let mut server = Server::start(backend, &[]).await;
     let base = server.base.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
