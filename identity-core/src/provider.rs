@@ -1481,6 +1481,31 @@ impl Provider {
         result
     }
 
+    /// A reused code or refresh token: the whole grant is revoked, and the audit log says so.
+    fn revoke_reused(
+        conn: &mut DbConnection,
+        ev: &mut Vec<Event>,
+        kind: &'static str,
+        family_id: &str,
+        client_id: &str,
+        citizen_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        let reason = if kind == "code.reuse" {
+            "authorization code reused"
+        } else {
+            "refresh token reused"
+        };
+        Self::revoke_family(conn, family_id, now, reason)?;
+        ev.push(
+            Event::new(kind, Audited::Failure)
+                .client(client_id)
+                .citizen(citizen_id)
+                .detail("grant revoked"),
+        );
+        Ok(())
+    }
+
     fn revoke_family(
         conn: &mut DbConnection,
         family_id: &str,
@@ -1536,13 +1561,15 @@ impl Provider {
                 return Ok(Outcome::Refused("the code was issued to another client"));
             }
             if row.used_at.is_some() {
-                Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
-                ev.push(
-                    Event::new("code.reuse", Audited::Failure)
-                        .client(&row.client_id)
-                        .citizen(&row.citizen_id)
-                        .detail("grant revoked"),
-                );
+                Self::revoke_reused(
+                    conn,
+                    ev,
+                    "code.reuse",
+                    &row.family_id,
+                    &row.client_id,
+                    &row.citizen_id,
+                    now,
+                )?;
                 return Ok(Outcome::Refused(
                     "the code was already used; its tokens are revoked",
                 ));
@@ -1555,13 +1582,15 @@ impl Provider {
                 .set(auth_codes::used_at.eq(now))
                 .execute(conn)?;
             if claimed != 1 {
-                Self::revoke_family(conn, &row.family_id, now, "authorization code reused")?;
-                ev.push(
-                    Event::new("code.reuse", Audited::Failure)
-                        .client(&row.client_id)
-                        .citizen(&row.citizen_id)
-                        .detail("grant revoked"),
-                );
+                Self::revoke_reused(
+                    conn,
+                    ev,
+                    "code.reuse",
+                    &row.family_id,
+                    &row.client_id,
+                    &row.citizen_id,
+                    now,
+                )?;
                 return Ok(Outcome::Refused("the code was already used"));
             }
             if row.redirect_uri != redirect_uri {
@@ -1633,13 +1662,15 @@ impl Provider {
                 return Ok(Outcome::Refused("the refresh token has been revoked"));
             }
             if row.used_at.is_some() {
-                Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
-                ev.push(
-                    Event::new("refresh.reuse", Audited::Failure)
-                        .client(&family.client_id)
-                        .citizen(&family.citizen_id)
-                        .detail("grant revoked"),
-                );
+                Self::revoke_reused(
+                    conn,
+                    ev,
+                    "refresh.reuse",
+                    &row.family_id,
+                    &family.client_id,
+                    &family.citizen_id,
+                    now,
+                )?;
                 return Ok(Outcome::Refused(
                     "the refresh token was already used; its grant is revoked",
                 ));
@@ -1652,13 +1683,15 @@ impl Provider {
                 .set(refresh_tokens::used_at.eq(now))
                 .execute(conn)?;
             if claimed != 1 {
-                Self::revoke_family(conn, &row.family_id, now, "refresh token reused")?;
-                ev.push(
-                    Event::new("refresh.reuse", Audited::Failure)
-                        .client(&family.client_id)
-                        .citizen(&family.citizen_id)
-                        .detail("grant revoked"),
-                );
+                Self::revoke_reused(
+                    conn,
+                    ev,
+                    "refresh.reuse",
+                    &row.family_id,
+                    &family.client_id,
+                    &family.citizen_id,
+                    now,
+                )?;
                 return Ok(Outcome::Refused("the refresh token was already used"));
             }
             let active: i64 = citizens::table

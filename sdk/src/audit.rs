@@ -544,7 +544,8 @@ mod tests {
             .collect()
     }
 
-    fn reference_mth(leaves: &[Hash]) -> Hash {
+    /// The tree hash straight from RFC 9162's definition, for comparison.
+    pub(super) fn reference_mth(leaves: &[Hash]) -> Hash {
         match leaves.len() {
             0 => empty_root(),
             1 => leaves[0],
@@ -739,19 +740,9 @@ mod tests {
 
 #[cfg(test)]
 mod properties {
+    use super::tests::reference_mth;
     use super::*;
     use proptest::prelude::*;
-
-    fn reference_mth(leaves: &[Hash]) -> Hash {
-        match leaves.len() {
-            0 => empty_root(),
-            1 => leaves[0],
-            n => {
-                let k = split_point(n as u64) as usize;
-                node_hash(&reference_mth(&leaves[..k]), &reference_mth(&leaves[k..]))
-            }
-        }
-    }
 
     fn tree(n: usize) -> Vec<Hash> {
         (0..n as u64).map(|i| leaf_hash(&i.to_be_bytes())).collect()

@@ -34,31 +34,40 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `identity-server demo` in `dir` on `port`, appending its output to `server.log`.
+fn spawn(dir: &Dir, port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("server.log"))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
+    cmd.args([
+        "demo",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .env("IDENTITY_LOG", "warn")
+    .stdout(Stdio::from(log.try_clone().unwrap()))
+    .stderr(Stdio::from(log));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(url) = database_url {
+        cmd.env("IDENTITY_DATABASE_URL", url);
+    }
+    cmd.spawn().expect("start identity-server")
+}
+
 impl Server {
     /// Starts `identity-server demo` on a free port with extra environment.
     pub async fn start(backend: Backend, env: &[(&str, &str)]) -> Server {
         let dir = Dir::new();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
-        cmd.args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("IDENTITY_LOG", "warn")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let database_url = (backend == Backend::Postgres).then(fresh_postgres_url);
-        if let Some(url) = &database_url {
-            cmd.env("IDENTITY_DATABASE_URL", url);
-        }
-        let child = cmd.spawn().expect("start identity-server");
+        let child = spawn(&dir, port, database_url.as_deref(), env);
         let mut server = Server {
             child,
             base: format!("http://localhost:{port}"),
@@ -69,8 +78,8 @@ impl Server {
         server
     }
 
-    /// A second server on the same database as `other` (same key-encryption key), as a
-    /// second replica would be.
+    /// A second server on the same database as `other` (same key-encryption key and
+    /// issuer), as a second replica would be.
     pub async fn start_on(other: &Server, env: &[(&str, &str)]) -> Server {
         let dir = Dir::new();
         std::fs::copy(
@@ -79,26 +88,9 @@ impl Server {
         )
         .unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
-        cmd.args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("IDENTITY_LOG", "warn")
-        .env("IDENTITY_PUBLIC_URL", &other.base)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        if let Some(url) = &other.database_url {
-            cmd.env("IDENTITY_DATABASE_URL", url);
-        }
-        let child = cmd.spawn().expect("start a second identity-server");
+        let mut env = env.to_vec();
+        env.push(("IDENTITY_PUBLIC_URL", &other.base));
+        let child = spawn(&dir, port, other.database_url.as_deref(), &env);
         let mut server = Server {
             child,
             base: format!("http://localhost:{port}"),
@@ -174,26 +166,8 @@ impl Server {
     pub async fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let port = self.base.rsplit(':').next().unwrap().to_owned();
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_identity-server"));
-        cmd.args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(self.dir.path())
-        .env("IDENTITY_LOG", "warn")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-        if let Some(url) = &self.database_url {
-            cmd.env("IDENTITY_DATABASE_URL", url);
-        }
-        self.child = cmd.spawn().expect("restart identity-server");
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = spawn(&self.dir, port, self.database_url.as_deref(), &[]);
         self.wait_ready().await;
     }
 
