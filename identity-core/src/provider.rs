@@ -362,7 +362,7 @@ struct RefreshRow {
     acr: String,
     _created_at: i64,
     expires_at: i64,
-    used_at: Option<i64>,
+    _used_at: Option<i64>,
 }
 
 #[derive(Queryable, Clone, Debug)]
@@ -1560,7 +1560,13 @@ impl Provider {
             if row.client_id != client.id {
                 return Ok(Outcome::Refused("the code was issued to another client"));
             }
-            if row.used_at.is_some() {
+            // Claiming the code is the one reuse check: a code already used, now or by a
+            // concurrent request on any replica, is not claimed, and its grant is revoked.
+            let claimed = diesel::update(auth_codes::table.find(&row.code_hash))
+                .filter(auth_codes::used_at.is_null())
+                .set(auth_codes::used_at.eq(now))
+                .execute(conn)?;
+            if claimed != 1 {
                 Self::revoke_reused(
                     conn,
                     ev,
@@ -1576,22 +1582,6 @@ impl Provider {
             }
             if row.expires_at <= now {
                 return Ok(Outcome::Refused("the code has expired"));
-            }
-            let claimed = diesel::update(auth_codes::table.find(&row.code_hash))
-                .filter(auth_codes::used_at.is_null())
-                .set(auth_codes::used_at.eq(now))
-                .execute(conn)?;
-            if claimed != 1 {
-                Self::revoke_reused(
-                    conn,
-                    ev,
-                    "code.reuse",
-                    &row.family_id,
-                    &row.client_id,
-                    &row.citizen_id,
-                    now,
-                )?;
-                return Ok(Outcome::Refused("the code was already used"));
             }
             if row.redirect_uri != redirect_uri {
                 return Ok(Outcome::Refused(
@@ -1661,7 +1651,12 @@ impl Provider {
             if family.revoked_at.is_some() {
                 return Ok(Outcome::Refused("the refresh token has been revoked"));
             }
-            if row.used_at.is_some() {
+            // As for codes, claiming the token is the one reuse check.
+            let claimed = diesel::update(refresh_tokens::table.find(token_hash(&token)))
+                .filter(refresh_tokens::used_at.is_null())
+                .set(refresh_tokens::used_at.eq(now))
+                .execute(conn)?;
+            if claimed != 1 {
                 Self::revoke_reused(
                     conn,
                     ev,
@@ -1677,22 +1672,6 @@ impl Provider {
             }
             if row.expires_at <= now {
                 return Ok(Outcome::Refused("the refresh token has expired"));
-            }
-            let claimed = diesel::update(refresh_tokens::table.find(token_hash(&token)))
-                .filter(refresh_tokens::used_at.is_null())
-                .set(refresh_tokens::used_at.eq(now))
-                .execute(conn)?;
-            if claimed != 1 {
-                Self::revoke_reused(
-                    conn,
-                    ev,
-                    "refresh.reuse",
-                    &row.family_id,
-                    &family.client_id,
-                    &family.citizen_id,
-                    now,
-                )?;
-                return Ok(Outcome::Refused("the refresh token was already used"));
             }
             let active: i64 = citizens::table
                 .find(&family.citizen_id)
