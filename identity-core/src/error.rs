@@ -40,6 +40,9 @@ pub enum Error {
     /// The account is locked after too many failures.
     #[error("account locked")]
     Locked,
+    /// A passkey's signature counter went backwards: it may have been cloned. Refused.
+    #[error("passkey counter went backwards")]
+    PasskeyCloned,
     /// The password does not meet the policy; the text is safe to show the citizen.
     #[error("password refused: {0}")]
     WeakPassword(String),

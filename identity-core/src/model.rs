@@ -7,8 +7,42 @@ use crate::error::{Error, Result};
 
 /// Assurance level of a password alone.
 pub const ACR_PASSWORD: &str = "urn:identity-service:acr:1";
-/// Assurance level of a passkey with user verification (issue 3).
+/// Assurance level of a passkey with user verification: something the citizen has (a key
+/// that cannot be phished or replayed) and something they are or know (the device's
+/// biometric or PIN).
 pub const ACR_PASSKEY: &str = "urn:identity-service:acr:2";
+
+/// The rank of an `acr` value we define: higher is stronger. Unknown values have none.
+pub fn acr_rank(acr: &str) -> Option<u8> {
+    match acr {
+        ACR_PASSWORD => Some(1),
+        ACR_PASSKEY => Some(2),
+        _ => None,
+    }
+}
+
+/// The stronger of two optional `acr` requirements.
+pub fn stronger_acr<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if acr_rank(y) > acr_rank(x) { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// What a space-separated `acr_values` asks for: the weakest level it names that we
+/// define, since a login at any listed level satisfies the request. Unknown values are
+/// ignored (OpenID Connect Core 3.1.2.1 makes them voluntary).
+pub fn acr_from_values(values: &str) -> Option<&'static str> {
+    values
+        .split(' ')
+        .filter_map(|v| match v {
+            ACR_PASSWORD => Some(ACR_PASSWORD),
+            ACR_PASSKEY => Some(ACR_PASSKEY),
+            _ => None,
+        })
+        .min_by_key(|v| acr_rank(v))
+}
 
 /// Scopes the provider knows. Others in a request are ignored, as OpenID Connect allows.
 pub const SUPPORTED_SCOPES: &[&str] = &[
@@ -159,6 +193,8 @@ pub struct Client {
     pub scopes: Scopes,
     /// Algorithm of its ID tokens.
     pub id_token_alg: SigningAlg,
+    /// The lowest assurance it accepts (`acr`), whatever a request asks for.
+    pub min_acr: Option<String>,
 }
 
 impl Client {
@@ -189,6 +225,8 @@ pub struct NewClient {
     pub id_token_alg: Option<String>,
     /// A fixed secret, for seeded demo data only; generated when `None`.
     pub secret: Option<ClientSecret>,
+    /// The lowest `acr` it accepts; one of [`ACR_PASSWORD`] or [`ACR_PASSKEY`].
+    pub min_acr: Option<String>,
 }
 
 /// A client secret, shown once at registration. Its `Debug` never shows it.
@@ -278,6 +316,23 @@ mod tests {
         assert_eq!(s.to_string(), "email openid profile");
         assert!(Scopes::parse(DEFAULT_CLIENT_SCOPES).covers(&s));
         assert!(!s.covers(&Scopes::parse("phone")));
+    }
+
+    #[test]
+    fn acr_levels_order_and_parse() {
+        assert!(acr_rank(ACR_PASSKEY) > acr_rank(ACR_PASSWORD));
+        assert_eq!(acr_rank("urn:other"), None);
+        assert_eq!(
+            acr_from_values(&format!("urn:other {ACR_PASSKEY} {ACR_PASSWORD}")),
+            Some(ACR_PASSWORD)
+        );
+        assert_eq!(acr_from_values(ACR_PASSKEY), Some(ACR_PASSKEY));
+        assert_eq!(acr_from_values("urn:other"), None);
+        assert_eq!(
+            stronger_acr(Some(ACR_PASSKEY), Some(ACR_PASSWORD)),
+            Some(ACR_PASSKEY)
+        );
+        assert_eq!(stronger_acr(None, Some(ACR_PASSWORD)), Some(ACR_PASSWORD));
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::schema::*;
 use crate::storage::{Db, DbConnection};
 use crate::throttle::ThrottleConfig;
 
+mod passkeys;
+pub use passkeys::{Ceremony, PasskeyView, WebauthnConfig, CEREMONY_TTL, REGISTRATION_FRESHNESS};
+
 /// Lifetimes and limits of the provider, validated by the server's configuration.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
@@ -50,6 +53,8 @@ pub struct ProviderConfig {
     pub hashing: HashingConfig,
     /// Where this process keeps the last audit checkpoint it signed (outside the database).
     pub audit_witness: Option<std::path::PathBuf>,
+    /// The WebAuthn relying party.
+    pub webauthn: WebauthnConfig,
 }
 
 impl ProviderConfig {
@@ -64,8 +69,10 @@ impl ProviderConfig {
 
     /// Defaults for an issuer.
     pub fn new(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into().trim_end_matches('/').to_owned();
         ProviderConfig {
-            issuer: issuer.into().trim_end_matches('/').to_owned(),
+            webauthn: WebauthnConfig::for_issuer(&issuer),
+            issuer,
             code_ttl: 60,
             access_token_ttl: 600,
             id_token_ttl: 600,
@@ -142,6 +149,8 @@ pub struct AuthorizeInput {
     pub login_hint: Option<String>,
     /// `ui_locales`.
     pub ui_locales: Option<String>,
+    /// `acr_values`.
+    pub acr_values: Option<String>,
     /// `request` (JAR); not offered yet.
     pub request: Option<String>,
     /// `request_uri`; not offered yet.
@@ -172,6 +181,8 @@ pub enum Interaction {
         login_hint: Option<String>,
         /// `ui_locales` of the request.
         ui_locales: Option<String>,
+        /// The e-service needs the passkey level: a password alone will not do.
+        passkey_required: bool,
     },
     /// Ask to release these scopes.
     Consent {
@@ -298,6 +309,7 @@ struct ClientRow {
     scopes: String,
     id_token_alg: String,
     _created_at: i64,
+    min_acr: Option<String>,
 }
 
 impl ClientRow {
@@ -311,6 +323,7 @@ impl ClientRow {
             redirect_uris: serde_json::from_str(&self.redirect_uris).map_err(Error::internal)?,
             scopes: Scopes::parse(&self.scopes),
             id_token_alg: SigningAlg::parse(&self.id_token_alg)?,
+            min_acr: self.min_acr,
         })
     }
 }
@@ -331,6 +344,7 @@ struct AuthRequest {
     ui_locales: Option<String>,
     created_at: i64,
     expires_at: i64,
+    acr_required: Option<String>,
 }
 
 #[derive(Queryable, Insertable, Clone, Debug)]
@@ -398,6 +412,7 @@ struct Inner {
     subjects: KeyedHash,
     secrets: KeyedHash,
     throttle_key: KeyedHash,
+    webauthn: webauthn_rs::Webauthn,
 }
 
 /// The provider; cheap to clone.
@@ -452,6 +467,7 @@ impl Provider {
     pub fn new(db: Db, kek: Kek, clock: Clock, config: ProviderConfig) -> Result<Self> {
         let keys = KeyStore::new(db.clone(), kek.clone(), clock.clone())?;
         let hasher = Hasher::new(&config.hashing).map_err(Error::Internal)?;
+        let webauthn = config.webauthn.build(&config.issuer)?;
         let audit = AuditLog::open_with_witness(
             db.clone(),
             &kek,
@@ -465,6 +481,7 @@ impl Provider {
                 subjects: kek.derive(Purpose::PairwiseSubject),
                 secrets: kek.derive(Purpose::ClientSecret),
                 throttle_key: kek.derive(Purpose::Throttle),
+                webauthn,
                 db,
                 clock,
                 config,
@@ -605,6 +622,13 @@ impl Provider {
                 .secrets
                 .hash(&[id.as_bytes(), s.expose().as_bytes()])
         });
+        if let Some(acr) = &new.min_acr {
+            if acr_rank(acr).is_none() {
+                return Err(Error::InvalidRequest(format!(
+                    "min_acr must be {ACR_PASSWORD} or {ACR_PASSKEY}"
+                )));
+            }
+        }
         let scopes = Scopes::parse(new.scopes.as_deref().unwrap_or(DEFAULT_CLIENT_SCOPES));
         let sector = new.sector.unwrap_or_else(|| new.department.clone());
         let client = Client {
@@ -616,6 +640,7 @@ impl Provider {
             redirect_uris: new.redirect_uris,
             scopes,
             id_token_alg: alg,
+            min_acr: new.min_acr,
         };
         let now = self.inner.clock.now();
         self.inner.db.with(|conn| {
@@ -632,6 +657,7 @@ impl Provider {
                     clients::scopes.eq(client.scopes.to_string()),
                     clients::id_token_alg.eq(client.id_token_alg.as_str()),
                     clients::created_at.eq(now),
+                    clients::min_acr.eq(&client.min_acr),
                 ))
                 .execute(conn)
                 .map_err(|e| match Error::from(e) {
@@ -882,51 +908,72 @@ impl Provider {
                         ))
                         .execute(conn)?;
                 }
-                if let Some(old) = &old {
-                    diesel::delete(sessions::table.find(token_hash(old.expose()))).execute(conn)?;
-                }
-                // A login made for a pending request satisfies its `prompt=login` and its
-                // `max_age`; removing them keeps a one-second clock from asking twice.
-                if let Some(id) = &request_id {
-                    let prompt: Option<Option<String>> = auth_requests::table
-                        .find(id)
-                        .select(auth_requests::prompt)
-                        .first(conn)
-                        .optional()?;
-                    if let Some(p) = prompt {
-                        let rest: Vec<&str> = p
-                            .as_deref()
-                            .unwrap_or("")
-                            .split(' ')
-                            .filter(|x| !x.is_empty() && *x != "login")
-                            .collect();
-                        diesel::update(auth_requests::table.find(id))
-                            .set((
-                                auth_requests::prompt
-                                    .eq((!rest.is_empty()).then(|| rest.join(" "))),
-                                auth_requests::max_age.eq(None::<i64>),
-                            ))
-                            .execute(conn)?;
-                    }
-                }
-                let token = random_token();
-                diesel::insert_into(sessions::table)
-                    .values((
-                        sessions::id_hash.eq(token_hash(&token)),
-                        sessions::citizen_id.eq(&citizen_id),
-                        sessions::auth_time.eq(now),
-                        sessions::amr.eq("pwd"),
-                        sessions::acr.eq(ACR_PASSWORD),
-                        sessions::created_at.eq(now),
-                        sessions::last_seen_at.eq(now),
-                        sessions::expires_at.eq(now + this.inner.config.session_absolute),
-                    ))
-                    .execute(conn)?;
-                Ok(Some(SessionToken(token)))
+                this.open_session(
+                    conn,
+                    &citizen_id,
+                    "pwd",
+                    ACR_PASSWORD,
+                    old.as_ref(),
+                    request_id.as_deref(),
+                )
+                .map(Some)
             })
         })
         .await?
         .ok_or(Error::BadCredentials)
+    }
+
+    /// Opens a session after a successful login, replacing `old`. A login made for a
+    /// pending request satisfies its `prompt=login` and its `max_age`; removing them keeps a
+    /// one-second clock from asking twice.
+    fn open_session(
+        &self,
+        conn: &mut DbConnection,
+        citizen_id: &str,
+        amr: &str,
+        acr: &str,
+        old: Option<&SessionToken>,
+        request_id: Option<&str>,
+    ) -> Result<SessionToken> {
+        let now = self.inner.clock.now();
+        if let Some(old) = old {
+            diesel::delete(sessions::table.find(token_hash(old.expose()))).execute(conn)?;
+        }
+        if let Some(id) = request_id {
+            let prompt: Option<Option<String>> = auth_requests::table
+                .find(id)
+                .select(auth_requests::prompt)
+                .first(conn)
+                .optional()?;
+            if let Some(p) = prompt {
+                let rest: Vec<&str> = p
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(' ')
+                    .filter(|x| !x.is_empty() && *x != "login")
+                    .collect();
+                diesel::update(auth_requests::table.find(id))
+                    .set((
+                        auth_requests::prompt.eq((!rest.is_empty()).then(|| rest.join(" "))),
+                        auth_requests::max_age.eq(None::<i64>),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+        let token = random_token();
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id_hash.eq(token_hash(&token)),
+                sessions::citizen_id.eq(citizen_id),
+                sessions::auth_time.eq(now),
+                sessions::amr.eq(amr),
+                sessions::acr.eq(acr),
+                sessions::created_at.eq(now),
+                sessions::last_seen_at.eq(now),
+                sessions::expires_at.eq(now + self.inner.config.session_absolute),
+            ))
+            .execute(conn)?;
+        Ok(SessionToken(token))
     }
 
     /// The live session behind a cookie, if any; refreshes its idle timer.
@@ -1134,6 +1181,7 @@ impl Provider {
             ("nonce", &input.nonce),
             ("login_hint", &input.login_hint),
             ("ui_locales", &input.ui_locales),
+            ("acr_values", &input.acr_values),
         ] {
             if value.as_ref().is_some_and(|v| v.len() > 512) {
                 return fail(
@@ -1157,6 +1205,11 @@ impl Provider {
             ui_locales: input.ui_locales,
             created_at: now,
             expires_at: now + self.inner.config.auth_request_ttl,
+            acr_required: stronger_acr(
+                client.min_acr.as_deref(),
+                input.acr_values.as_deref().and_then(acr_from_values),
+            )
+            .map(str::to_owned),
         };
         let session = self.session_blocking(conn, token)?;
         match self.decide(conn, &request, &client, session.as_ref())? {
@@ -1198,6 +1251,12 @@ impl Provider {
         }
         if request.max_age.is_some_and(|m| now - session.auth_time > m) {
             return Ok(Decision::Login);
+        }
+        // Step-up: a session below the level this request needs logs in again, stronger.
+        if let Some(required) = &request.acr_required {
+            if acr_rank(&session.acr) < acr_rank(required) {
+                return Ok(Decision::Login);
+            }
         }
         let wanted = Scopes::parse(&request.scope);
         let consent: Option<(String, i64)> = consents::table
@@ -1254,6 +1313,7 @@ impl Provider {
                             department: client.department,
                             login_hint: request.login_hint,
                             ui_locales: request.ui_locales,
+                            passkey_required: request.acr_required.as_deref() == Some(ACR_PASSKEY),
                         },
                         Decision::Consent(scopes) => Interaction::Consent {
                             client_name: client.name,

@@ -13,6 +13,7 @@ diesel::table! {
         address -> Nullable<Text>,
         status -> Text,
         created_at -> BigInt,
+        webauthn_id -> Nullable<Text>,
     }
 }
 
@@ -35,6 +36,7 @@ diesel::table! {
         scopes -> Text,
         id_token_alg -> Text,
         created_at -> BigInt,
+        min_acr -> Nullable<Text>,
     }
 }
 
@@ -66,6 +68,7 @@ diesel::table! {
         ui_locales -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,
+        acr_required -> Nullable<Text>,
     }
 }
 
@@ -144,6 +147,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    passkeys (cred_id) {
+        cred_id -> Text,
+        citizen_id -> Text,
+        name -> Text,
+        credential -> Text,
+        synced -> Integer,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webauthn_ceremonies (handle_hash) {
+        handle_hash -> Text,
+        purpose -> Text,
+        citizen_id -> Nullable<Text>,
+        state -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     citizens,
     password_credentials,
@@ -156,10 +181,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     signing_keys,
     throttles,
+    passkeys,
+    webauthn_ceremonies,
 );
 
 diesel::joinable!(password_credentials -> citizens (citizen_id));
 diesel::joinable!(sessions -> citizens (citizen_id));
+diesel::joinable!(passkeys -> citizens (citizen_id));
 diesel::joinable!(consents -> clients (client_id));
 
 diesel::table! {

@@ -56,7 +56,17 @@ both!(
     pending_request_answered_once,
     revocation_and_introspection,
     expired_rows_are_purged,
+    passkey_register_and_log_in,
+    passkey_answers_refused,
+    passkey_of_another_citizen_refused,
+    removed_passkey_and_counter_going_back,
+    step_up_to_a_passkey,
+    registration_needs_a_fresh_login,
 );
+
+#[path = "provider/passkeys.rs"]
+mod passkeys;
+use passkeys::*;
 
 struct Fixture {
     provider: Provider,
@@ -126,6 +136,7 @@ fn client(id: &str, dept: &str, public: bool) -> NewClient {
         public,
         id_token_alg: None,
         secret: None,
+        min_acr: None,
     }
 }
 

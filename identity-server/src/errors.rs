@@ -52,6 +52,11 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "access_denied",
             "This account is locked after too many failed attempts. Contact the service desk to unlock it.".into(),
         ),
+        Error::PasskeyCloned => (
+            StatusCode::BAD_REQUEST,
+            "access_denied",
+            "this passkey was refused because it may have been copied; use another way to log in and check your passkeys on your account page".into(),
+        ),
         Error::WeakPassword(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
         Error::Busy { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -98,6 +98,10 @@ enum ClientCommand {
         /// ID token algorithm: ES256 (default) or EdDSA.
         #[arg(long)]
         id_token_alg: Option<String>,
+        /// The lowest assurance the e-service accepts, whatever its requests ask:
+        /// urn:identity-service:acr:2 makes every login to it use a passkey.
+        #[arg(long)]
+        min_acr: Option<String>,
     },
     /// List registered e-services.
     List,
@@ -257,6 +261,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     scopes,
                     public,
                     id_token_alg,
+                    min_acr,
                 } => {
                     let (client, secret) = provider
                         .register_client(NewClient {
@@ -269,6 +274,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                             public,
                             id_token_alg,
                             secret: None,
+                            min_acr,
                         })
                         .await
                         .map_err(|e| e.to_string())?;

@@ -28,6 +28,8 @@ struct SeedClient {
     scopes: Option<String>,
     #[serde(default)]
     public: bool,
+    /// The lowest `acr` the e-service accepts.
+    min_acr: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +59,7 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             public: c.public,
             id_token_alg: None,
             secret: c.secret.map(ClientSecret::new),
+            min_acr: c.min_acr,
         };
         match provider.register_client(new).await {
             Ok(_) => added.push(format!("client {}", c.id)),

@@ -199,6 +199,7 @@ async fn authorize(
         max_age: p.get("max_age"),
         login_hint: p.get("login_hint"),
         ui_locales: p.get("ui_locales"),
+        acr_values: p.get("acr_values"),
         request: p.get("request"),
         request_uri: p.get("request_uri"),
         repeated: p.repeated().to_vec(),
