@@ -64,6 +64,8 @@ const KEYS: &[&str] = &[
     "lockout_after",
     "per_address_limit",
     "audit_checkpoint_seconds",
+    "webauthn_rp_id",
+    "webauthn_origin",
 ];
 
 /// Where values come from: the environment first, then the file.
@@ -231,6 +233,16 @@ impl Settings {
             src.number("refresh_token_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
         provider.code_ttl = src.number("code_seconds", 60i64, 1, 60)?;
         provider.throttle.lockout_after = src.number("lockout_after", 100i64, 6, 100)?;
+        if let Some(rp_id) = src.raw("webauthn_rp_id") {
+            provider.webauthn.rp_id = rp_id;
+        }
+        if let Some(origin) = src.raw("webauthn_origin") {
+            provider.webauthn.origin = origin;
+        }
+        provider
+            .webauthn
+            .check(&provider.issuer)
+            .map_err(|e| e.to_string().replace("invalid request: ", ""))?;
         provider.throttle.per_address_limit =
             src.number("per_address_limit", 100i64, 1, 1_000_000)?;
 
@@ -284,6 +296,9 @@ mod tests {
             ("tls_cert = \"c.pem\"\n", "tls_cert"),
             ("public_url = \"http://idp.gov.example\"\n", "public_url"),
             ("lockout_after = 1000\n", "lockout_after"),
+            ("webauthn_rp_id = \"evil.example\"\n", "webauthn"),
+            ("webauthn_origin = \"http://localhost:9999\"\n", "webauthn"),
+            ("public_url = \"http://127.0.0.1:8080\"\n", "webauthn"),
         ];
         for (text, key) in cases {
             let err = load_toml(&format!("{KEK}{text}")).unwrap_err();

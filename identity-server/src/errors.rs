@@ -188,7 +188,7 @@ impl ResponseError for PageError {
         log(&self.0, status);
         let resp = HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
-            .body(html::error_page(&description));
+            .body(html::error_page_both(&description));
         finish(resp, &self.0)
     }
 }

@@ -1,7 +1,11 @@
 //! Server-rendered pages: no template engine, no inline script or style, every dynamic
-//! value escaped by [`esc`].
+//! value escaped by [`esc`]. Each page has landmarks (header, nav, main), a skip link,
+//! labelled controls in reading order, and a language switch; the passkey parts are driven
+//! by `/static/passkey.js` and explain themselves where WebAuthn is unavailable.
 
 use std::fmt::Write;
+
+use crate::i18n::{Lang, Texts};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -19,30 +23,89 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn page(title: &str, main: &str) -> String {
+/// A text template with `{key}` holes, each filled with an escaped value.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = esc(template);
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), &format!("<strong>{}</strong>", esc(v)));
+    }
+    out
+}
+
+/// Where a page is and in which language.
+#[derive(Clone, Copy)]
+pub struct Frame<'a> {
+    /// The page language.
+    pub lang: Lang,
+    /// This page's path and query, for the language switch to come back to.
+    pub here: &'a str,
+}
+
+impl Frame<'_> {
+    fn t(&self) -> &'static Texts {
+        self.lang.texts()
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn page(f: &Frame<'_>, title: &str, main: &str, script: bool) -> String {
+    let t = f.t();
+    let other = f.lang.other();
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+        "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{t} · Identity Service</title>\n\
-         <link rel=\"stylesheet\" href=\"/static/site.css\">\n</head>\n<body>\n\
-         <header><p class=\"brand\">Identity Service</p></header>\n\
-         <main id=\"main\">\n<h1>{t}</h1>\n{main}\n</main>\n</body>\n</html>\n",
-        t = esc(title)
+         <title>{title} · {brand}</title>\n\
+         <link rel=\"stylesheet\" href=\"/static/site.css\">\n{script}</head>\n<body>\n\
+         <a class=\"skip\" href=\"#main\">{skip}</a>\n\
+         <header><p class=\"brand\">{brand}</p>\n\
+         <nav aria-label=\"{language}\"><a href=\"/lang/{other_tag}?back={back}\" lang=\"{other_tag}\" hreflang=\"{other_tag}\" id=\"switch-language\">{other_name}</a></nav>\n\
+         </header>\n\
+         <main id=\"main\" tabindex=\"-1\">\n<h1>{title}</h1>\n{main}\n</main>\n</body>\n</html>\n",
+        lang = f.lang.tag(),
+        title = esc(title),
+        brand = esc(t.brand),
+        skip = esc(t.skip),
+        language = esc(t.language),
+        other_tag = other.tag(),
+        other_name = esc(other.texts().name_of_language),
+        back = url_encode(f.here),
+        script = if script {
+            "<script src=\"/static/passkey.js\" defer></script>\n"
+        } else {
+            ""
+        },
     )
 }
 
-/// An error page with a message that is safe to show.
-pub fn error_page(message: &str) -> String {
+/// The error page when the request's language is not at hand (an error raised before its
+/// handler could pick one): the specific message in English, what to do in both languages.
+pub fn error_page_both(message: &str) -> String {
+    let (en, zh) = (Lang::En.texts(), Lang::ZhHant.texts());
     page(
-        "Something went wrong",
-        &format!("<p role=\"alert\">{}</p>", esc(message)),
+        &Frame {
+            lang: Lang::En,
+            here: "/account",
+        },
+        &format!("{} · {}", en.error_title, zh.error_title),
+        &format!(
+            "<p role=\"alert\" id=\"error-message\">{}</p>\n<p>{}</p>\n<p lang=\"zh-Hant\">{}</p>",
+            esc(message),
+            esc(en.error_next),
+            esc(zh.error_next)
+        ),
+        false,
     )
 }
 
 /// What the login page shows.
 pub struct LoginView<'a> {
-    /// Where the form posts.
+    /// Where the password form posts.
     pub action: &'a str,
+    /// Where the passkey answer posts.
+    pub passkey_action: &'a str,
     /// CSRF token.
     pub csrf: &'a str,
     /// The e-service asking, if any.
@@ -51,17 +114,20 @@ pub struct LoginView<'a> {
     pub username: Option<&'a str>,
     /// An error to show.
     pub error: Option<&'a str>,
+    /// Only a passkey will do (the e-service needs the higher assurance).
+    pub passkey_required: bool,
 }
 
-/// The password login form.
-pub fn login_page(v: &LoginView<'_>) -> String {
+/// The login page: a passkey (offered first, and in the username field's autofill) or a
+/// password.
+pub fn login_page(f: &Frame<'_>, v: &LoginView<'_>) -> String {
+    let t = f.t();
     let mut body = String::new();
     if let Some((name, dept)) = v.client {
         let _ = write!(
             body,
-            "<p><strong>{}</strong> ({}) asks you to log in.</p>",
-            esc(name),
-            esc(dept)
+            "<p>{}</p>",
+            fill(t.asks_login, &[("client", name), ("dept", dept)])
         );
     }
     if let Some(e) = v.error {
@@ -71,60 +137,103 @@ pub fn login_page(v: &LoginView<'_>) -> String {
             esc(e)
         );
     }
+    if v.passkey_required {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" id=\"passkey-required\">{}</p><p>{}</p>",
+            esc(t.passkey_required),
+            esc(t.passkey_required_none)
+        );
+    }
+    // The passkey answer goes back as an ordinary form post, so the server's redirect
+    // continues the sign-in exactly as after a password.
     let _ = write!(
         body,
-        "<form method=\"post\" action=\"{action}\">\n\
+        "<section aria-labelledby=\"passkey-heading\">\n<h2 id=\"passkey-heading\">{heading}</h2>\n\
+         <p>{intro}</p>\n\
+         <p id=\"passkey-unavailable\" class=\"notice\">{unavailable}</p>\n\
+         <p id=\"passkey-error\" class=\"error\" role=\"alert\" tabindex=\"-1\" hidden></p>\n\
+         <form id=\"passkey-form\" method=\"post\" action=\"{action}\" data-start=\"/webauthn/login/start\" \
+         data-failed=\"{failed}\">\n\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-         <p><label for=\"username\">Username</label>\n\
-         <input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{user}\"></p>\n\
-         <p><label for=\"password\">Password</label>\n\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\n\
-         <p><button type=\"submit\">Log in</button></p>\n</form>",
-        action = esc(v.action),
+         <input type=\"hidden\" name=\"ceremony\" value=\"\">\n\
+         <input type=\"hidden\" name=\"credential\" value=\"\">\n\
+         <button type=\"button\" id=\"passkey-login\" class=\"needs-passkey\" hidden>{button}</button>\n\
+         </form>\n</section>\n",
+        heading = esc(t.passkey_heading),
+        intro = esc(t.passkey_intro),
+        unavailable = esc(t.passkey_unavailable),
+        action = esc(v.passkey_action),
+        failed = esc(t.passkey_failed),
         csrf = esc(v.csrf),
-        user = esc(v.username.unwrap_or("")),
+        button = esc(t.passkey_button),
     );
-    page("Log in", &body)
+    if !v.passkey_required {
+        let _ = write!(
+            body,
+            "<section aria-labelledby=\"password-heading\">\n<h2 id=\"password-heading\">{heading}</h2>\n\
+             <form method=\"post\" action=\"{action}\" id=\"password-form\">\n\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+             <p><label for=\"username\">{username}</label>\n\
+             <input id=\"username\" name=\"username\" autocomplete=\"username webauthn\" required value=\"{user}\"></p>\n\
+             <p><label for=\"password\">{password}</label>\n\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\n\
+             <p><button type=\"submit\" id=\"password-login\">{button}</button></p>\n</form>\n</section>",
+            heading = esc(t.password_heading),
+            action = esc(v.action),
+            csrf = esc(v.csrf),
+            username = esc(t.username),
+            user = esc(v.username.unwrap_or("")),
+            password = esc(t.password),
+            button = esc(t.login_button),
+        );
+    }
+    page(f, t.login_title, &body, true)
 }
 
-fn scope_text(scope: &str) -> &'static str {
+fn scope_text(t: &Texts, scope: &str) -> &'static str {
     match scope {
-        "openid" => "Your identifier for this department",
-        "profile" => "Your name in English and Chinese",
-        "email" => "Your e-mail address",
-        "phone" => "Your phone number",
-        "address" => "Your address",
-        "offline_access" => "Access while you are away (until you withdraw consent)",
-        _ => "Other information",
+        "openid" => t.scope_openid,
+        "profile" => t.scope_profile,
+        "email" => t.scope_email,
+        "phone" => t.scope_phone,
+        "address" => t.scope_address,
+        "offline_access" => t.scope_offline,
+        _ => t.scope_other,
     }
 }
 
 /// The consent form.
 pub fn consent_page(
+    f: &Frame<'_>,
     action: &str,
     csrf: &str,
     client: &str,
     department: &str,
     scopes: &[String],
 ) -> String {
+    let t = f.t();
     let mut items = String::new();
     for s in scopes {
-        let _ = write!(items, "<li>{}</li>", esc(scope_text(s)));
+        let _ = write!(items, "<li>{}</li>", esc(scope_text(t, s)));
     }
     page(
-        "Share your information?",
+        f,
+        t.consent_title,
         &format!(
-            "<p><strong>{c}</strong> ({d}) asks for:</p>\n<ul>{items}</ul>\n\
-             <p>You can withdraw this consent at any time on your account page.</p>\n\
+            "<p>{asks}</p>\n<ul>{items}</ul>\n<p>{note}</p>\n\
              <form method=\"post\" action=\"{a}\">\n\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\n\
-             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\n</form>",
-            c = esc(client),
-            d = esc(department),
+             <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">{allow}</button>\n\
+             <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">{deny}</button>\n</form>",
+            asks = fill(t.consent_asks, &[("client", client), ("dept", department)]),
+            note = esc(t.consent_note),
             a = esc(action),
             csrf = esc(csrf),
+            allow = esc(t.allow),
+            deny = esc(t.deny),
         ),
+        false,
     )
 }
 
@@ -140,53 +249,181 @@ pub struct ConsentRow<'a> {
     pub scopes: &'a str,
 }
 
+/// One passkey on the account page.
+pub struct PasskeyRow<'a> {
+    /// Credential id.
+    pub id: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Added, Unix seconds.
+    pub created_at: i64,
+    /// Last used, Unix seconds.
+    pub last_used_at: Option<i64>,
+    /// Synced or device-bound.
+    pub synced: bool,
+}
+
+/// What the account page shows.
+pub struct AccountView<'a> {
+    /// CSRF token of the session.
+    pub csrf: &'a str,
+    /// Whether the session is at the passkey level.
+    pub passkey_level: bool,
+    /// The citizen's passkeys.
+    pub passkeys: &'a [PasskeyRow<'a>],
+    /// The citizen's consents.
+    pub consents: &'a [ConsentRow<'a>],
+}
+
+/// A Unix time as a UTC date, `YYYY-MM-DD` (days to civil date, proleptic Gregorian).
+pub fn date(unix: i64) -> String {
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn hidden_csrf(csrf: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(csrf)
+    )
+}
+
 /// The account page of a logged-in citizen.
-pub fn account_page(csrf: &str, consents: &[ConsentRow<'_>]) -> String {
+pub fn account_page(f: &Frame<'_>, v: &AccountView<'_>) -> String {
+    let t = f.t();
+    let csrf = hidden_csrf(v.csrf);
+    let mut keys = String::new();
+    for (i, p) in v.passkeys.iter().enumerate() {
+        let _ = write!(
+            keys,
+            "<tr><th scope=\"row\">{name}</th><td>{added}</td><td>{used}</td><td>{kind}</td><td>\
+             <form method=\"post\" action=\"/account/passkeys/rename\" class=\"inline\">{csrf}\
+             <input type=\"hidden\" name=\"id\" value=\"{id}\">\
+             <label for=\"rename-{i}\" class=\"visually-hidden\">{label}</label>\
+             <input id=\"rename-{i}\" name=\"name\" maxlength=\"64\" required value=\"{name}\">\
+             <button type=\"submit\">{rename}</button></form>\
+             <form method=\"post\" action=\"/account/passkeys/remove\" class=\"inline\">{csrf}\
+             <input type=\"hidden\" name=\"id\" value=\"{id}\">\
+             <button type=\"submit\" aria-label=\"{remove}: {name}\">{remove}</button></form></td></tr>",
+            name = esc(p.name),
+            added = date(p.created_at),
+            used = p.last_used_at.map_or_else(|| esc(t.never), date),
+            kind = esc(if p.synced { t.synced } else { t.device_bound }),
+            id = esc(p.id),
+            label = esc(&t.new_name_for.replace("{name}", p.name)),
+            rename = esc(t.rename),
+            remove = esc(t.remove),
+        );
+    }
+    let passkeys = if v.passkeys.is_empty() {
+        format!("<p id=\"no-passkeys\">{}</p>", esc(t.no_passkeys))
+    } else {
+        format!(
+            "<table id=\"passkeys\"><caption>{cap}</caption><thead><tr>\
+             <th scope=\"col\">{n}</th><th scope=\"col\">{a}</th><th scope=\"col\">{u}</th>\
+             <th scope=\"col\">{k}</th><th scope=\"col\">{x}</th></tr></thead><tbody>{keys}</tbody></table>",
+            cap = esc(t.passkeys_caption),
+            n = esc(t.col_name),
+            a = esc(t.col_added),
+            u = esc(t.col_last_used),
+            k = esc(t.col_kind),
+            x = esc(t.col_actions),
+        )
+    };
+    let add = format!(
+        "<h3>{heading}</h3>\n<p>{intro}</p>\n\
+         <p id=\"passkey-unavailable\" class=\"notice\">{unavailable}</p>\n\
+         <p id=\"passkey-error\" class=\"error\" role=\"alert\" tabindex=\"-1\" hidden></p>\n\
+         <form id=\"passkey-register\" method=\"post\" action=\"/account/passkeys\" \
+         data-start=\"/account/passkeys/start\" data-failed=\"{failed}\" class=\"needs-passkey\" hidden>\n{csrf}\n\
+         <input type=\"hidden\" name=\"ceremony\" value=\"\">\n\
+         <input type=\"hidden\" name=\"credential\" value=\"\">\n\
+         <p><label for=\"passkey-name\">{label}</label>\n\
+         <input id=\"passkey-name\" name=\"name\" maxlength=\"64\" required value=\"{default}\"></p>\n\
+         <p><button type=\"submit\" id=\"add-passkey\">{button}</button></p>\n</form>",
+        heading = esc(t.add_passkey_heading),
+        intro = esc(t.add_passkey_intro),
+        unavailable = esc(t.passkey_unavailable),
+        failed = esc(t.passkey_failed),
+        label = esc(t.passkey_name),
+        default = esc(t.passkey_name_default),
+        button = esc(t.add_passkey_button),
+    );
     let mut rows = String::new();
-    for c in consents {
+    for c in v.consents {
         let _ = write!(
             rows,
-            "<tr><td>{n}</td><td>{d}</td><td>{s}</td><td>\
-             <form method=\"post\" action=\"/account/consents/withdraw\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+            "<tr><th scope=\"row\">{n}</th><td>{d}</td><td>{s}</td><td>\
+             <form method=\"post\" action=\"/account/consents/withdraw\">{csrf}\
              <input type=\"hidden\" name=\"client_id\" value=\"{id}\">\
-             <button type=\"submit\">Withdraw</button></form></td></tr>",
+             <button type=\"submit\" aria-label=\"{w}: {n}\">{w}</button></form></td></tr>",
             n = esc(c.name),
             d = esc(c.department),
             s = esc(c.scopes),
-            csrf = esc(csrf),
             id = esc(c.client_id),
+            w = esc(t.withdraw),
         );
     }
-    let table = if consents.is_empty() {
-        "<p>You have not shared information with any e-service.</p>".to_owned()
+    let consents = if v.consents.is_empty() {
+        format!("<p>{}</p>", esc(t.no_consents))
     } else {
         format!(
-            "<table><caption>E-services you share information with</caption>\
-             <thead><tr><th scope=\"col\">E-service</th><th scope=\"col\">Department</th>\
-             <th scope=\"col\">Shared</th><th scope=\"col\">Action</th></tr></thead>\
-             <tbody>{rows}</tbody></table>"
+            "<table><caption>{cap}</caption>\
+             <thead><tr><th scope=\"col\">{e}</th><th scope=\"col\">{d}</th>\
+             <th scope=\"col\">{s}</th><th scope=\"col\">{a}</th></tr></thead>\
+             <tbody>{rows}</tbody></table>",
+            cap = esc(t.consents_caption),
+            e = esc(t.col_eservice),
+            d = esc(t.col_department),
+            s = esc(t.col_shared),
+            a = esc(t.col_actions),
         )
     };
     page(
-        "Your account",
+        f,
+        t.account_title,
         &format!(
-            "<h2>Consents</h2>\n{table}\n<h2>Session</h2>\n\
-             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button type=\"submit\">Log out</button></form>",
-            esc(csrf)
+            "<p id=\"assurance\">{level}</p>\n\
+             <section aria-labelledby=\"passkeys-heading\"><h2 id=\"passkeys-heading\">{ph}</h2>\n{passkeys}\n{add}</section>\n\
+             <section aria-labelledby=\"consents-heading\"><h2 id=\"consents-heading\">{ch}</h2>\n{consents}</section>\n\
+             <section aria-labelledby=\"session-heading\"><h2 id=\"session-heading\">{sh}</h2>\n\
+             <form method=\"post\" action=\"/logout\">{csrf}\
+             <button type=\"submit\" id=\"logout\">{logout}</button></form></section>",
+            level = esc(if v.passkey_level {
+                t.level_passkey
+            } else {
+                t.level_password
+            }),
+            ph = esc(t.passkeys_heading),
+            ch = esc(t.consents_heading),
+            sh = esc(t.session_heading),
+            logout = esc(t.logout),
         ),
+        true,
     )
 }
 
 /// A short notice page.
-pub fn notice_page(title: &str, message: &str) -> String {
-    page(title, &format!("<p>{}</p>", esc(message)))
+pub fn notice_page(f: &Frame<'_>, title: &str, message: &str) -> String {
+    page(f, title, &format!("<p>{}</p>", esc(message)), false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EN: Frame<'static> = Frame {
+        lang: Lang::En,
+        here: "/account",
+    };
 
     #[test]
     fn escapes_everything_dangerous() {
@@ -194,7 +431,49 @@ mod tests {
             esc("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        let p = error_page("<script>alert(1)</script>");
-        assert!(!p.contains("<script>"));
+        let p = error_page_both("<script>alert(1)</script>");
+        assert!(!p.contains("<script>alert"));
+        let filled = fill("{client} asks", &[("client", "<b>")]);
+        assert_eq!(filled, "<strong>&lt;b&gt;</strong> asks");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_795_564_800), "2026-11-25");
+        assert_eq!(date(1_795_564_799), "2026-11-24");
+    }
+
+    #[test]
+    fn pages_have_their_language_and_landmarks() {
+        let zh = Frame {
+            lang: Lang::ZhHant,
+            here: "/account?x=1&y=2",
+        };
+        let p = notice_page(&zh, "已登出", "你已登出。");
+        assert!(p.contains("<html lang=\"zh-Hant\">"));
+        assert!(p.contains("href=\"/lang/en?back=%2Faccount%3Fx%3D1%26y%3D2\""));
+        assert!(p.contains("<main id=\"main\""));
+        assert!(p.contains("class=\"skip\" href=\"#main\""));
+        // No inline script anywhere: only the external file.
+        let login = login_page(
+            &EN,
+            &LoginView {
+                action: "/a",
+                passkey_action: "/b",
+                csrf: "c",
+                client: None,
+                username: None,
+                error: None,
+                passkey_required: true,
+            },
+        );
+        assert!(login.contains("<script src=\"/static/passkey.js\" defer></script>"));
+        assert_eq!(login.matches("<script").count(), 1);
+        assert!(
+            !login.contains("id=\"password-form\""),
+            "a passkey is required"
+        );
     }
 }

@@ -4,6 +4,7 @@ mod audit_api;
 mod config;
 mod errors;
 mod html;
+mod i18n;
 mod params;
 mod seed;
 mod server;

@@ -19,7 +19,8 @@ use identity_core::{Error, Provider};
 use serde_json::json;
 
 use crate::errors::{OAuthError, PageError};
-use crate::html;
+use crate::html::{self, Frame};
+use crate::i18n::Lang;
 use crate::params::Params;
 
 /// What every handler shares.
@@ -36,6 +37,7 @@ pub struct AppState {
 const SESSION_COOKIE: &str = "idp_session";
 const INTERACTION_COOKIE: &str = "idp_interaction";
 const LOGIN_CSRF_COOKIE: &str = "idp_csrf";
+const LANG_COOKIE: &str = "idp_lang";
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -67,7 +69,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/logout", web::get().to(logout_page))
     .route("/logout", web::post().to(logout))
+    .route(
+        "/interaction/{id}/passkey",
+        web::post().to(interaction_passkey),
+    )
+    .route("/webauthn/login/start", web::post().to(passkey_login_start))
+    .route(
+        "/account/passkey-login",
+        web::post().to(account_passkey_login),
+    )
+    .route(
+        "/account/passkeys/start",
+        web::post().to(passkey_register_start),
+    )
+    .route("/account/passkeys", web::post().to(passkey_register))
+    .route("/account/passkeys/rename", web::post().to(passkey_rename))
+    .route("/account/passkeys/remove", web::post().to(passkey_remove))
+    .route("/lang/{tag}", web::get().to(switch_language))
     .route("/static/site.css", web::get().to(css))
+    .route("/static/passkey.js", web::get().to(passkey_js))
     .route("/", web::get().to(home));
 }
 
@@ -119,6 +139,23 @@ fn check_csrf(state: &AppState, purpose: &str, binding: &str, form: &Params) -> 
     }
 }
 
+/// The page language: the citizen's switch, then the e-service's `ui_locales`, then the
+/// browser's `Accept-Language`.
+fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
+    let chosen = req.cookie(LANG_COOKIE);
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    Lang::pick(chosen.as_ref().map(|c| c.value()), ui_locales, accept)
+}
+
+fn json_no_store(body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
 fn source_address(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())
@@ -157,7 +194,7 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "authorization_response_iss_parameter_supported": true,
             "prompt_values_supported": ["none", "login", "consent"],
             "acr_values_supported": [ACR_PASSWORD, ACR_PASSKEY],
-            "ui_locales_supported": ["en"],
+            "ui_locales_supported": ["en", "zh-Hant"],
             "claims_locales_supported": ["en", "zh-Hant"],
         }))
 }
@@ -246,72 +283,103 @@ async fn interaction(
         .provider
         .interaction(id.clone(), session_cookie(&req))
         .await?;
-    Ok(render_interaction(&state, &id, view, None, StatusCode::OK))
+    Ok(render_interaction(&req, &state, &id, view))
 }
 
 fn render_interaction(
+    req: &HttpRequest,
     state: &AppState,
     id: &str,
     view: Interaction,
-    error: Option<&str>,
-    status: StatusCode,
 ) -> HttpResponse {
+    let here = format!("/interaction/{id}");
     match view {
         Interaction::Redirect(url) => see_other(&url),
         Interaction::Login {
             client_name,
             department,
             login_hint,
-            ..
-        } => html_response(
-            status,
-            html::login_page(&html::LoginView {
-                action: &format!("/interaction/{id}/login"),
-                csrf: &csrf_for(state, "login", id),
-                client: Some((&client_name, &department)),
-                username: login_hint.as_deref(),
-                error,
-            }),
-        ),
+            ui_locales,
+            passkey_required,
+        } => {
+            let frame = Frame {
+                lang: lang_of(req, ui_locales.as_deref()),
+                here: &here,
+            };
+            html_response(
+                StatusCode::OK,
+                html::login_page(
+                    &frame,
+                    &html::LoginView {
+                        action: &format!("/interaction/{id}/login"),
+                        passkey_action: &format!("/interaction/{id}/passkey"),
+                        csrf: &csrf_for(state, "login", id),
+                        client: Some((&client_name, &department)),
+                        username: login_hint.as_deref(),
+                        error: None,
+                        passkey_required,
+                    },
+                ),
+            )
+        }
         Interaction::Consent {
             client_name,
             department,
             scopes,
-            ..
-        } => html_response(
-            status,
-            html::consent_page(
-                &format!("/interaction/{id}/consent"),
-                &csrf_for(state, "consent", id),
-                &client_name,
-                &department,
-                &scopes,
-            ),
-        ),
+            ui_locales,
+        } => {
+            let frame = Frame {
+                lang: lang_of(req, ui_locales.as_deref()),
+                here: &here,
+            };
+            html_response(
+                StatusCode::OK,
+                html::consent_page(
+                    &frame,
+                    &format!("/interaction/{id}/consent"),
+                    &csrf_for(state, "consent", id),
+                    &client_name,
+                    &department,
+                    &scopes,
+                ),
+            )
+        }
     }
 }
 
-/// A failed login shows the form again with the reason, under the error's status.
-fn login_failure_page(
-    action: &str,
-    csrf: &str,
-    username: &str,
-    e: Error,
-) -> Result<HttpResponse, PageError> {
-    if !matches!(
-        e,
-        Error::BadCredentials | Error::Throttled { .. } | Error::Locked | Error::Busy { .. }
-    ) {
+/// Where a failed login shows its form again.
+struct LoginAgain<'a> {
+    req: &'a HttpRequest,
+    here: &'a str,
+    action: &'a str,
+    passkey_action: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+}
+
+/// A failed login shows the form again with the reason, under the error's status. A
+/// server fault is not the citizen's to retry on this form: it gets the error page.
+fn login_failure_page(at: &LoginAgain<'_>, e: Error) -> Result<HttpResponse, PageError> {
+    if crate::errors::status_of(&e).is_server_error() && !matches!(e, Error::Busy { .. }) {
         return Err(PageError(e));
     }
     let message = crate::errors::describe(&e);
-    let body = html::login_page(&html::LoginView {
-        action,
-        csrf,
-        client: None,
-        username: Some(username),
-        error: Some(&message),
-    });
+    let frame = Frame {
+        lang: lang_of(at.req, None),
+        here: at.here,
+    };
+    let body = html::login_page(
+        &frame,
+        &html::LoginView {
+            action: at.action,
+            passkey_action: at.passkey_action,
+            csrf: at.csrf,
+            client: None,
+            username: Some(at.username),
+            error: Some(&message),
+            passkey_required: false,
+        },
+    );
     let mut resp = html_response(crate::errors::status_of(&e), body);
     if let Some(s) = crate::errors::retry_after(&e) {
         resp.headers_mut()
@@ -334,7 +402,6 @@ async fn interaction_login(
     state.provider.check_pending(id.clone()).await?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
-    let action = format!("/interaction/{id}/login");
     match state
         .provider
         .login_for(
@@ -346,19 +413,98 @@ async fn interaction_login(
         )
         .await
     {
-        Ok(token) => {
-            let mut resp = see_other(&format!("/interaction/{id}"));
-            resp.add_cookie(&cookie(
-                &state,
-                SESSION_COOKIE,
-                token.expose().to_owned(),
-                "/".into(),
-            ))
-            .map_err(Error::internal)?;
-            Ok(resp)
-        }
-        Err(e) => login_failure_page(&action, &csrf_for(&state, "login", &id), &username, e),
+        Ok(token) => logged_in(&state, &format!("/interaction/{id}"), &token),
+        Err(e) => login_failure_page(
+            &LoginAgain {
+                req: &req,
+                here: &format!("/interaction/{id}"),
+                action: &format!("/interaction/{id}/login"),
+                passkey_action: &format!("/interaction/{id}/passkey"),
+                csrf: &csrf_for(&state, "login", &id),
+                username: &username,
+            },
+            e,
+        ),
     }
+}
+
+/// The passkey's answer for a pending request: a session at the passkey level, then on
+/// with the request.
+async fn interaction_passkey(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    bound_interaction(&req, &id)?;
+    let form = Params::parse(&body);
+    form.check()?;
+    check_csrf(&state, "login", &id, &form)?;
+    state.provider.check_pending(id.clone()).await?;
+    let result = state
+        .provider
+        .finish_passkey_login(
+            form.get("ceremony").unwrap_or_default(),
+            &form.get("credential").unwrap_or_default(),
+            &source_address(&req),
+            session_cookie(&req),
+            Some(id.clone()),
+        )
+        .await;
+    match result {
+        Ok(token) => logged_in(&state, &format!("/interaction/{id}"), &token),
+        Err(e) => login_failure_page(
+            &LoginAgain {
+                req: &req,
+                here: &format!("/interaction/{id}"),
+                action: &format!("/interaction/{id}/login"),
+                passkey_action: &format!("/interaction/{id}/passkey"),
+                csrf: &csrf_for(&state, "login", &id),
+                username: "",
+            },
+            e,
+        ),
+    }
+}
+
+/// Sets the session cookie and goes on.
+fn logged_in(
+    state: &AppState,
+    next: &str,
+    token: &SessionToken,
+) -> Result<HttpResponse, PageError> {
+    let mut resp = see_other(next);
+    resp.add_cookie(&cookie(
+        state,
+        SESSION_COOKIE,
+        token.expose().to_owned(),
+        "/".into(),
+    ))
+    .map_err(Error::internal)?;
+    Ok(resp)
+}
+
+/// Begins a passkey login: the options for `navigator.credentials.get`, and the handle
+/// that the answer must come back with. With a username that has passkeys, those are
+/// named; otherwise the citizen picks a discoverable passkey.
+async fn passkey_login_start(
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Params::parse(&body);
+    form.check()?;
+    let begun = state
+        .provider
+        .begin_passkey_login(form.get("username"))
+        .await?;
+    Ok(json_no_store(&ceremony_json(begun)))
+}
+
+fn ceremony_json(begun: identity_core::provider::Ceremony) -> serde_json::Value {
+    let mut options = begun.options;
+    options["ceremony"] = begun.handle.into();
+    options
 }
 
 async fn interaction_consent(
@@ -541,51 +687,96 @@ async fn userinfo(
 
 // ----- account, logout -----
 
+/// The random binding of the login form before a session exists (signed double submit).
+fn login_binding(req: &HttpRequest) -> Option<String> {
+    req.cookie(LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 43)
+}
+
 async fn account(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let session = session_cookie(&req);
-    match state.provider.consents(session.clone()).await? {
-        Some((_, consents)) => {
-            let token = session.map(|s| s.expose().to_owned()).unwrap_or_default();
-            let rows: Vec<html::ConsentRow<'_>> = consents
-                .iter()
-                .map(|c| html::ConsentRow {
-                    client_id: &c.client_id,
-                    name: &c.client_name,
-                    department: &c.department,
-                    scopes: &c.scopes,
-                })
-                .collect();
-            Ok(html_response(
-                StatusCode::OK,
-                html::account_page(&csrf_for(&state, "account", &token), &rows),
-            ))
-        }
-        None => {
-            // Before a session exists, the form is bound to a random cookie (signed double submit).
-            let binding = req
-                .cookie(LOGIN_CSRF_COOKIE)
-                .map(|c| c.value().to_owned())
-                .filter(|v| v.len() == 43)
-                .unwrap_or_else(random_token);
-            let mut resp = html_response(
-                StatusCode::OK,
-                html::login_page(&html::LoginView {
+    let frame = Frame {
+        lang: lang_of(&req, None),
+        here: "/account",
+    };
+    let Some((level, consents)) = state.provider.consents(session.clone()).await? else {
+        let binding = login_binding(&req).unwrap_or_else(random_token);
+        let mut resp = html_response(
+            StatusCode::OK,
+            html::login_page(
+                &frame,
+                &html::LoginView {
                     action: "/account/login",
+                    passkey_action: "/account/passkey-login",
                     csrf: &csrf_for(&state, "account-login", &binding),
                     client: None,
                     username: None,
                     error: None,
-                }),
-            );
-            resp.add_cookie(&cookie(
-                &state,
-                LOGIN_CSRF_COOKIE,
-                binding,
-                "/account".into(),
-            ))
-            .map_err(Error::internal)?;
-            Ok(resp)
-        }
+                    passkey_required: false,
+                },
+            ),
+        );
+        resp.add_cookie(&cookie(
+            &state,
+            LOGIN_CSRF_COOKIE,
+            binding,
+            "/account".into(),
+        ))
+        .map_err(Error::internal)?;
+        return Ok(resp);
+    };
+    let passkeys = state
+        .provider
+        .passkeys(session.clone())
+        .await?
+        .unwrap_or_default();
+    let token = session.map(|s| s.expose().to_owned()).unwrap_or_default();
+    let consent_rows: Vec<html::ConsentRow<'_>> = consents
+        .iter()
+        .map(|c| html::ConsentRow {
+            client_id: &c.client_id,
+            name: &c.client_name,
+            department: &c.department,
+            scopes: &c.scopes,
+        })
+        .collect();
+    let passkey_rows: Vec<html::PasskeyRow<'_>> = passkeys
+        .iter()
+        .map(|p| html::PasskeyRow {
+            id: &p.id,
+            name: &p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+            synced: p.synced,
+        })
+        .collect();
+    Ok(html_response(
+        StatusCode::OK,
+        html::account_page(
+            &frame,
+            &html::AccountView {
+                csrf: &csrf_for(&state, "account", &token),
+                passkey_level: level.acr == ACR_PASSKEY,
+                passkeys: &passkey_rows,
+                consents: &consent_rows,
+            },
+        ),
+    ))
+}
+
+fn account_login_again<'a>(
+    req: &'a HttpRequest,
+    csrf: &'a str,
+    username: &'a str,
+) -> LoginAgain<'a> {
+    LoginAgain {
+        req,
+        here: "/account",
+        action: "/account/login",
+        passkey_action: "/account/passkey-login",
+        csrf,
+        username,
     }
 }
 
@@ -596,10 +787,7 @@ async fn account_login(
 ) -> Result<HttpResponse, PageError> {
     let form = Params::parse(&body);
     form.check()?;
-    let binding = req
-        .cookie(LOGIN_CSRF_COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
+    let binding = login_binding(&req).unwrap_or_default();
     check_csrf(&state, "account-login", &binding, &form)?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
@@ -613,21 +801,41 @@ async fn account_login(
         )
         .await
     {
-        Ok(token) => {
-            let mut resp = see_other("/account");
-            resp.add_cookie(&cookie(
-                &state,
-                SESSION_COOKIE,
-                token.expose().to_owned(),
-                "/".into(),
-            ))
-            .map_err(Error::internal)?;
-            Ok(resp)
-        }
+        Ok(token) => logged_in(&state, "/account", &token),
         Err(e) => login_failure_page(
-            "/account/login",
-            &csrf_for(&state, "account-login", &binding),
-            &username,
+            &account_login_again(
+                &req,
+                &csrf_for(&state, "account-login", &binding),
+                &username,
+            ),
+            e,
+        ),
+    }
+}
+
+async fn account_passkey_login(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let form = Params::parse(&body);
+    form.check()?;
+    let binding = login_binding(&req).unwrap_or_default();
+    check_csrf(&state, "account-login", &binding, &form)?;
+    match state
+        .provider
+        .finish_passkey_login(
+            form.get("ceremony").unwrap_or_default(),
+            &form.get("credential").unwrap_or_default(),
+            &source_address(&req),
+            session_cookie(&req),
+            None,
+        )
+        .await
+    {
+        Ok(token) => logged_in(&state, "/account", &token),
+        Err(e) => login_failure_page(
+            &account_login_again(&req, &csrf_for(&state, "account-login", &binding), ""),
             e,
         ),
     }
@@ -640,14 +848,83 @@ fn session_csrf(req: &HttpRequest, state: &AppState, form: &Params) -> Result<Se
     Ok(session)
 }
 
+/// A checked form of the account page: its session, after the CSRF check.
+fn account_form(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<(SessionToken, Params), Error> {
+    let form = Params::parse(body);
+    form.check()?;
+    let session = session_csrf(req, state, &form)?;
+    Ok((session, form))
+}
+
+/// Begins adding a passkey: the options for `navigator.credentials.create`.
+async fn passkey_register_start(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let (session, _) = account_form(&req, &state, &body)?;
+    let begun = state.provider.begin_passkey_registration(session).await?;
+    Ok(json_no_store(&ceremony_json(begun)))
+}
+
+async fn passkey_register(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (session, form) = account_form(&req, &state, &body)?;
+    state
+        .provider
+        .finish_passkey_registration(
+            session,
+            form.get("ceremony").unwrap_or_default(),
+            &form.get("credential").unwrap_or_default(),
+            &form.get("name").unwrap_or_default(),
+        )
+        .await?;
+    Ok(see_other("/account"))
+}
+
+async fn passkey_rename(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (session, form) = account_form(&req, &state, &body)?;
+    state
+        .provider
+        .rename_passkey(
+            session,
+            form.get("id").unwrap_or_default(),
+            &form.get("name").unwrap_or_default(),
+        )
+        .await?;
+    Ok(see_other("/account"))
+}
+
+async fn passkey_remove(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (session, form) = account_form(&req, &state, &body)?;
+    state
+        .provider
+        .remove_passkey(session, form.get("id").unwrap_or_default())
+        .await?;
+    Ok(see_other("/account"))
+}
+
 async fn withdraw_consent(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body);
-    form.check()?;
-    let session = session_csrf(&req, &state, &form)?;
+    let (session, form) = account_form(&req, &state, &body)?;
     let client_id = form
         .get("client_id")
         .ok_or_else(|| Error::InvalidRequest("which e-service?".into()))?;
@@ -659,14 +936,27 @@ async fn withdraw_consent(
 }
 
 async fn logout_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let frame = Frame {
+        lang: lang_of(&req, None),
+        here: "/logout",
+    };
+    let t = frame.lang.texts();
     match session_cookie(&req) {
         Some(s) => html_response(
             StatusCode::OK,
-            html::account_page(&csrf_for(&state, "account", s.expose()), &[]),
+            html::account_page(
+                &frame,
+                &html::AccountView {
+                    csrf: &csrf_for(&state, "account", s.expose()),
+                    passkey_level: false,
+                    passkeys: &[],
+                    consents: &[],
+                },
+            ),
         ),
         None => html_response(
             StatusCode::OK,
-            html::notice_page("Logged out", "You are not logged in."),
+            html::notice_page(&frame, t.logged_out_title, t.not_logged_in),
         ),
     }
 }
@@ -676,17 +966,40 @@ async fn logout(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body);
-    form.check()?;
-    let session = session_csrf(&req, &state, &form)?;
+    let (session, _) = account_form(&req, &state, &body)?;
     state.provider.logout(session).await?;
+    let frame = Frame {
+        lang: lang_of(&req, None),
+        here: "/account",
+    };
+    let t = frame.lang.texts();
     let mut resp = html_response(
         StatusCode::OK,
-        html::notice_page("Logged out", "You have logged out."),
+        html::notice_page(&frame, t.logged_out_title, t.logged_out),
     );
     let mut gone = cookie(&state, SESSION_COOKIE, String::new(), "/".into());
     gone.make_removal();
     resp.add_cookie(&gone).map_err(Error::internal)?;
+    Ok(resp)
+}
+
+/// The language switch: remembers the choice for a year and goes back to the page. Only a
+/// path on this site is a valid way back, so the switch cannot redirect elsewhere.
+async fn switch_language(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = Lang::from_tag(&path.into_inner())
+        .ok_or_else(|| Error::InvalidRequest("that language is not offered".into()))?;
+    let back = Params::parse(req.query_string().as_bytes())
+        .get("back")
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/account".into());
+    let mut resp = see_other(&back);
+    let mut c = cookie(&state, LANG_COOKIE, lang.tag().to_owned(), "/".into());
+    c.set_max_age(actix_web::cookie::time::Duration::days(365));
+    resp.add_cookie(&c).map_err(Error::internal)?;
     Ok(resp)
 }
 
@@ -714,6 +1027,16 @@ async fn css() -> HttpResponse {
             HeaderValue::from_static("public, max-age=3600"),
         ))
         .body(include_str!("../static/site.css"))
+}
+
+async fn passkey_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        ))
+        .body(include_str!("../static/passkey.js"))
 }
 
 async fn home() -> HttpResponse {

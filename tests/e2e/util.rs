@@ -204,9 +204,12 @@ pub fn hidden(html: &str, name: &str) -> String {
     html[start..start + end].to_owned()
 }
 
-/// The first form's action.
+/// The action of the password form on a login page, else of the first form.
 pub fn action(html: &str) -> String {
-    let start = html.find("action=\"").expect("a form") + 8;
+    let start = match html.find("id=\"password-form\"") {
+        Some(at) => html[..at].rfind("action=\"").expect("a form") + 8,
+        None => html.find("action=\"").expect("a form") + 8,
+    };
     let end = html[start..].find('"').unwrap();
     html[start..start + end].to_owned()
 }

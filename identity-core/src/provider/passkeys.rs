@@ -60,6 +60,11 @@ impl WebauthnConfig {
         }
     }
 
+    /// Checks the configuration against the public URL, as the provider will at start.
+    pub fn check(&self, issuer: &str) -> Result<()> {
+        self.build(issuer).map(|_| ())
+    }
+
     /// Builds the WebAuthn relying party, refusing a configuration that browsers would.
     pub(crate) fn build(&self, issuer: &str) -> Result<Webauthn> {
         let bad = |why: &str| Error::InvalidRequest(format!("webauthn: {why}"));
