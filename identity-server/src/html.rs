@@ -59,7 +59,7 @@ fn page(f: &Frame<'_>, title: &str, main: &str, script: bool) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title} · {brand}</title>\n\
          <link rel=\"stylesheet\" href=\"/static/site.css\">\n{script}</head>\n<body>\n\
-         <a class=\"skip\" href=\"#main\">{skip}</a>\n\
+         <a class=\"skip\" id=\"skip\" href=\"#main\">{skip}</a>\n\
          <header><p class=\"brand\">{brand}</p>\n\
          <nav aria-label=\"{language}\"><a href=\"/lang/{other_tag}?back={back}\" lang=\"{other_tag}\" hreflang=\"{other_tag}\" id=\"switch-language\">{other_name}</a></nav>\n\
          </header>\n\
@@ -455,7 +455,7 @@ mod tests {
         assert!(p.contains("<html lang=\"zh-Hant\">"));
         assert!(p.contains("href=\"/lang/en?back=%2Faccount%3Fx%3D1%26y%3D2\""));
         assert!(p.contains("<main id=\"main\""));
-        assert!(p.contains("class=\"skip\" href=\"#main\""));
+        assert!(p.contains("class=\"skip\" id=\"skip\" href=\"#main\""));
         // No inline script anywhere: only the external file.
         let login = login_page(
             &EN,

@@ -18,15 +18,15 @@ impl Params {
     pub fn parse(bytes: &[u8]) -> Self {
         let mut p = Params::default();
         for (k, v) in url::form_urlencoded::parse(bytes) {
-            if v.is_empty() {
-                continue;
-            }
             // No parameter of ours may hold control characters, and PostgreSQL refuses NUL
             // in text outright; refuse them here rather than fail in the database.
             if p.control.is_none()
                 && (k.chars().any(char::is_control) || v.chars().any(char::is_control))
             {
                 p.control = Some(k.chars().filter(|c| !c.is_control()).collect());
+            }
+            if v.is_empty() {
+                continue;
             }
             if p.values.contains_key(k.as_ref()) {
                 if !p.repeated.iter().any(|r| r == k.as_ref()) {
@@ -75,5 +75,9 @@ mod tests {
         assert!(p.check().is_ok());
         assert!(Params::parse(b"client_id=%00").check().is_err());
         assert!(Params::parse(b"state=a%0Ab").check().is_err());
+        assert!(
+            Params::parse(b"%00=").check().is_err(),
+            "a control key with no value"
+        );
     }
 }

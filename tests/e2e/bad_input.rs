@@ -92,6 +92,15 @@ async fn bad_input_gets_4xx_with_error_codes(backend: Backend) {
         case(Method::POST, "/account/login", Some(b"username=demo&password=x"), false, None),
         case(Method::POST, "/account/consents/withdraw", Some(b"client_id=demo-eservice"), false, None),
         case(Method::POST, "/logout", Some(garbage), false, None),
+        case(Method::POST, "/webauthn/login/start", Some(garbage), false, Some("invalid_request")),
+        case(Method::POST, "/webauthn/login/start", Some(b"username=a%00"), false, Some("invalid_request")),
+        case(Method::POST, "/interaction/unknown/passkey", Some(b"ceremony=x&credential=%7B"), false, None),
+        case(Method::POST, "/account/passkey-login", Some(b"ceremony=x&credential=%7B"), false, None),
+        case(Method::POST, "/account/passkeys/start", Some(b""), false, Some("invalid_request")),
+        case(Method::POST, "/account/passkeys", Some(b"ceremony=x&credential=%7B&name=a"), false, None),
+        case(Method::POST, "/account/passkeys/rename", Some(b"id=x&name=a"), false, None),
+        case(Method::POST, "/account/passkeys/remove", Some(b"id=x"), false, None),
+        case(Method::GET, "/lang/klingon", None, false, None),
         case(Method::POST, "/.well-known/openid-configuration", None, false, None),
         case(Method::DELETE, "/jwks", None, false, None),
     ];
@@ -128,5 +137,113 @@ async fn bad_input_gets_4xx_with_error_codes(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Passkey answers that are malformed, for no ceremony, or for a spent one: a 4xx page
+/// that says why, and no passkey stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_passkey_answers_refused_and_nothing_stored() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let b = browser();
+    let page = b.get(server.url("/account")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let r = post_login(&server, &b, &html, "/account/login", USERNAME, PASSWORD).await;
+    assert_eq!(r.status(), 303);
+    let account = b
+        .get(server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&account, "csrf");
+    let begun: serde_json::Value = b
+        .post(server.url("/account/passkeys/start"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let handle = begun["ceremony"].as_str().unwrap().to_owned();
+    assert!(begun["publicKey"]["challenge"].is_string());
+    for (credential, ceremony, says) in [
+        ("{", handle.as_str(), "malformed"),
+        ("{\"id\":\"AA\",\"rawId\":\"AA\",\"type\":\"public-key\",\"response\":{\"attestationObject\":\"AA\",\"clientDataJSON\":\"AA\"},\"extensions\":{}}", handle.as_str(), "not accepted"),
+        // The ceremony was spent by the answer before: a second one is refused as used.
+        ("{\"id\":\"AA\",\"rawId\":\"AA\",\"type\":\"public-key\",\"response\":{\"attestationObject\":\"AA\",\"clientDataJSON\":\"AA\"},\"extensions\":{}}", handle.as_str(), "already used"),
+        ("{\"id\":\"AA\",\"rawId\":\"AA\",\"type\":\"public-key\",\"response\":{\"attestationObject\":\"AA\",\"clientDataJSON\":\"AA\"},\"extensions\":{}}", "no-such-ceremony", "already used"),
+    ] {
+        let r = b
+            .post(server.url("/account/passkeys"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("ceremony", ceremony),
+                ("credential", credential),
+                ("name", "Phone"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{credential}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{says}: {body}");
+    }
+    let account = b
+        .get(server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("id=\"no-passkeys\""), "nothing stored");
+
+    // A login answer for an unknown credential: the login page again, with the reason.
+    let anon = browser();
+    let html = anon
+        .get(server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let begun: serde_json::Value = anon
+        .post(server.url("/webauthn/login/start"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = anon
+        .post(server.url("/account/passkey-login"))
+        .form(&[
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("ceremony", begun["ceremony"].as_str().unwrap()),
+            ("credential", "{\"id\":\"AAAA\",\"rawId\":\"AAAA\",\"type\":\"public-key\",\"response\":{\"authenticatorData\":\"AA\",\"clientDataJSON\":\"AA\",\"signature\":\"AA\",\"userHandle\":null},\"extensions\":{}}"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("not registered"), "{body}");
+    assert!(
+        body.contains("id=\"password-form\""),
+        "the form is offered again"
+    );
+
+    // The language switch only goes back to this site.
+    let r = anon
+        .get(server.url("/lang/zh-Hant?back=//evil.example/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r), "/account");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }

@@ -3,6 +3,8 @@
 
 mod audit;
 mod bad_input;
+mod browser;
+mod cdp;
 mod cli;
 mod negative;
 mod oidc;

@@ -1,0 +1,318 @@
+//! The pages in real headless Chromium with the DevTools WebAuthn virtual authenticator:
+//! a citizen logs in with a password, adds a passkey, logs out, and logs in to a relying
+//! party (the `openidconnect` crate) with the passkey alone; the ID token must say so.
+//! Keyboard order, both languages, and the page without WebAuthn are checked on the way,
+//! and every page is saved as a screenshot under `<target>/tmp/screenshots/`.
+
+use identity_core::model::ACR_PASSKEY;
+use identity_core::storage::Backend;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cdp::{Browser, Page};
+use crate::util::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+/// A relying party's redirect URI that answers, so the browser lands somewhere readable.
+fn callback_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            let _ = reader.read_line(&mut line);
+            let mut out = &stream;
+            let _ = out.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n\
+                  <!DOCTYPE html><title>callback</title><p>back at the e-service</p>",
+            );
+        }
+    });
+    format!("http://localhost:{port}/callback")
+}
+
+/// Saves a screenshot of this page, then switches the language, checks it switched, saves
+/// another, and switches back.
+fn both_languages(page: &mut Page, name: &str) {
+    page.screenshot(&shots().join(format!("{name}-en.png")))
+        .unwrap();
+    page.click("#switch-language").unwrap();
+    page.wait_for("document.documentElement.lang === 'zh-Hant'", WAIT)
+        .unwrap();
+    page.screenshot(&shots().join(format!("{name}-zh-Hant.png")))
+        .unwrap();
+    page.click("#switch-language").unwrap();
+    page.wait_for("document.documentElement.lang === 'en'", WAIT)
+        .unwrap();
+}
+
+fn text(page: &mut Page, selector: &str) -> String {
+    page.eval(&format!(
+        "(document.querySelector({}) || {{}}).innerText || ''",
+        json!(selector)
+    ))
+    .unwrap()
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+fn visible(page: &mut Page, selector: &str) -> bool {
+    page.eval(&format!(
+        "(() => {{ const e = document.querySelector({}); return !!e && !e.hidden && e.offsetParent !== null; }})()",
+        json!(selector)
+    ))
+    .unwrap()
+    .as_bool()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's chromium (apt-get install chromium); .ci/run installs it and runs this"]
+async fn passkey_login_in_a_real_browser() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let callback = callback_server();
+    let out = server.cli(&[
+        "client",
+        "add",
+        "--id",
+        "browser-rp",
+        "--name",
+        "Browser RP",
+        "--department",
+        "Test Department",
+        "--redirect-uri",
+        &callback,
+    ]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .expect("a secret")
+        .to_owned();
+    let base = server.base.clone();
+
+    // The browser half runs on its own thread: the CDP client blocks.
+    let cb = callback.clone();
+    let (browser_half, login_url_tx, landed_rx) = {
+        let (url_tx, url_rx) = std::sync::mpsc::channel::<String>();
+        let (landed_tx, landed_rx) = std::sync::mpsc::channel::<String>();
+        let handle = std::thread::spawn(move || drive_browser(&base, &cb, url_rx, landed_tx));
+        (handle, url_tx, landed_rx)
+    };
+
+    // The relying party: discovery, PKCE, nonce, and a request for the passkey level.
+    let http = http();
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(server.base.clone()).unwrap(), &http)
+            .await
+            .unwrap();
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new("browser-rp".into()),
+        Some(ClientSecret::new(secret)),
+    )
+    .set_redirect_uri(RedirectUrl::new(callback.clone()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_auth_context_value(AuthenticationContextClass::new(ACR_PASSKEY.into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    login_url_tx.send(url.to_string()).unwrap();
+    let landed =
+        tokio::task::spawn_blocking(move || landed_rx.recv_timeout(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    let result = browser_half.join();
+    if let Err(e) = &result {
+        panic!(
+            "the browser half failed: {e:?}\nserver log:\n{}",
+            server.log()
+        );
+    }
+    let landed = url::Url::parse(&landed.expect("the browser reached the relying party")).unwrap();
+    assert_eq!(
+        query(&landed, "state").as_deref(),
+        Some(csrf.secret().as_str())
+    );
+    let code = query(&landed, "code").expect("a code");
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("code exchange");
+    let id_verifier = client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&id_verifier, &nonce)
+        .expect("the ID token verifies");
+    assert_eq!(
+        claims.auth_context_ref().map(|a| a.as_str()),
+        Some(ACR_PASSKEY),
+        "the higher level"
+    );
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    assert!(
+        amr.contains(&"user".to_owned()) && amr.contains(&"mfa".to_owned()),
+        "{amr:?}"
+    );
+    assert!(
+        amr.contains(&"hwk".to_owned()) || amr.contains(&"swk".to_owned()),
+        "{amr:?}"
+    );
+    assert!(!amr.contains(&"pwd".to_owned()), "{amr:?}");
+    assert!(claims.auth_time().is_some());
+}
+
+/// Everything the citizen does in the browser. Sends where the relying-party flow landed.
+fn drive_browser(
+    base: &str,
+    callback: &str,
+    login_url: std::sync::mpsc::Receiver<String>,
+    landed: std::sync::mpsc::Sender<String>,
+) {
+    let browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    // Before any page asks for a passkey: a request made without an authenticator hangs.
+    let authenticator = page.add_virtual_authenticator().unwrap();
+
+    // The login page: keyboard order through the landmarks and controls, both languages.
+    page.goto(&format!("{base}/account")).unwrap();
+    page.wait_for("!document.getElementById('passkey-login').hidden", WAIT)
+        .unwrap();
+    assert_eq!(
+        page.eval("document.querySelectorAll('script:not([src])').length")
+            .unwrap(),
+        json!(0),
+        "no inline script"
+    );
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        order.push(page.tab().unwrap());
+    }
+    assert_eq!(
+        order,
+        [
+            "skip",
+            "switch-language",
+            "passkey-login",
+            "username",
+            "password",
+            "password-login"
+        ]
+    );
+    assert!(!visible(&mut page, "#passkey-unavailable"));
+    both_languages(&mut page, "login");
+
+    // Password login by keyboard alone, then add a passkey.
+    page.fill("#username", USERNAME).unwrap();
+    page.fill("#password", PASSWORD).unwrap();
+    page.eval("document.getElementById('password-login').focus()")
+        .unwrap();
+    page.enter().unwrap();
+    page.wait_for("!!document.getElementById('assurance')", WAIT)
+        .unwrap();
+    assert!(!text(&mut page, "#no-passkeys").is_empty());
+    page.fill("#passkey-name", "Test phone").unwrap();
+    page.click("#add-passkey").unwrap();
+    page.wait_for("!!document.getElementById('passkeys')", WAIT)
+        .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+    assert!(text(&mut page, "#passkeys").contains("Test phone"));
+    let creds = page.credentials(&authenticator).unwrap();
+    assert_eq!(creds.len(), 1);
+    assert_eq!(creds[0]["isResidentCredential"], json!(true));
+    both_languages(&mut page, "account");
+    page.click("#logout").unwrap();
+    page.wait_for("!document.getElementById('logout')", WAIT)
+        .unwrap();
+    page.screenshot(&shots().join("logged-out-en.png")).unwrap();
+
+    // A browser without WebAuthn: the page explains itself and offers the password.
+    let mut plain = browser.new_page().unwrap();
+    plain.call("Page.enable", json!({})).unwrap();
+    plain
+        .call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "delete window.PublicKeyCredential;"}),
+        )
+        .unwrap();
+    plain.goto(&format!("{base}/account")).unwrap();
+    plain
+        .wait_for("document.readyState === 'complete'", WAIT)
+        .unwrap();
+    let seen = plain
+        .eval("[typeof window.PublicKeyCredential, location.href, document.getElementById('passkey-unavailable') && document.getElementById('passkey-unavailable').hidden]")
+        .unwrap();
+    assert!(visible(&mut plain, "#passkey-unavailable"), "{seen}");
+    assert!(!visible(&mut plain, "#passkey-login"));
+    assert!(visible(&mut plain, "#password-form"));
+    plain
+        .screenshot(&shots().join("login-without-webauthn-en.png"))
+        .unwrap();
+    // A tab in the background is not painted: close this one and bring the first back, or
+    // its screenshots wait for a frame that never comes.
+    let _ = plain.call("Page.close", json!({}));
+    drop(plain);
+    page.call("Page.bringToFront", json!({})).unwrap();
+
+    // The relying party asks for the passkey level: only the passkey is offered.
+    let url = login_url.recv().unwrap();
+    page.goto(&url).unwrap();
+    page.wait_for("!!document.getElementById('passkey-required')", WAIT)
+        .unwrap();
+    assert!(!visible(&mut page, "#password-form"));
+    page.wait_for("!document.getElementById('passkey-login').hidden", WAIT)
+        .unwrap();
+    both_languages(&mut page, "login-passkey-required");
+    page.click("#passkey-login").unwrap();
+    page.wait_for("!!document.getElementById('allow')", WAIT)
+        .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+    both_languages(&mut page, "consent");
+    page.click("#allow").unwrap();
+    page.wait_for(
+        &format!("location.href.startsWith({})", json!(callback)),
+        WAIT,
+    )
+    .unwrap();
+    landed.send(page.url().unwrap()).unwrap();
+
+    // The account page now says the session is at the passkey level; an error page too.
+    page.goto(&format!("{base}/account")).unwrap();
+    assert!(text(&mut page, "#assurance").contains("passkey"));
+    page.goto(&format!("{base}/interaction/no-such-request"))
+        .unwrap();
+    assert!(!text(&mut page, "#error-message").is_empty());
+    page.screenshot(&shots().join("error-both.png")).unwrap();
+}
