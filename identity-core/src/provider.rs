@@ -1917,9 +1917,9 @@ impl Provider {
     // ----- housekeeping -----
 
     /// Deletes rows that can no longer matter: expired sessions, pending requests, codes
-    /// (an hour after expiry, past any reuse check), refresh tokens, and throttling
-    /// counters of addresses whose window passed or accounts idle for a day that are not
-    /// locked. Returns how many rows went. Blocking: run it on a background thread.
+    /// (an hour after expiry, past any reuse check), refresh tokens, WebAuthn ceremonies,
+    /// and throttling counters of addresses whose window passed or accounts idle for a day
+    /// that are not locked. Returns how many rows went. Blocking: run it on a background thread.
     pub fn purge_expired(&self) -> Result<usize> {
         let now = self.inner.clock.now();
         let cfg = &self.inner.config;
@@ -1938,6 +1938,10 @@ impl Provider {
                 .execute(conn)?;
             n += diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
                 .execute(conn)?;
+            n += diesel::delete(
+                webauthn_ceremonies::table.filter(webauthn_ceremonies::expires_at.le(now)),
+            )
+            .execute(conn)?;
             n += diesel::delete(
                 throttles::table
                     .filter(throttles::last_failure_at.le(now - 86_400))
