@@ -74,6 +74,8 @@ pub enum Purpose {
     Throttle,
     /// Pseudonyms of citizens in the audit log.
     AuditPseudonym,
+    /// Look-up hashes of identity document numbers (one account per document).
+    IdDocument,
 }
 
 impl Purpose {
@@ -84,6 +86,7 @@ impl Purpose {
             Purpose::Csrf => b"identity/csrf/v1",
             Purpose::Throttle => b"identity/throttle/v1",
             Purpose::AuditPseudonym => b"identity/audit-pseudonym/v1",
+            Purpose::IdDocument => b"identity/id-document/v1",
         }
     }
 }

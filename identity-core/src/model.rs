@@ -52,6 +52,8 @@ pub const SUPPORTED_SCOPES: &[&str] = &[
     "phone",
     "address",
     "offline_access",
+    // Only for clients registered for it: the citizen's identity document number.
+    "identity_document",
 ];
 
 /// Scopes registered for a client when none are given.
@@ -71,6 +73,9 @@ pub const SUPPORTED_CLAIMS: &[&str] = &[
     "azp",
     "name",
     "name#zh-Hant",
+    "birthdate",
+    "gender",
+    "identity_document_number",
     "email",
     "email_verified",
     "phone_number",

@@ -23,7 +23,12 @@ use crate::schema::*;
 use crate::storage::{Db, DbConnection};
 use crate::throttle::ThrottleConfig;
 
+mod enrolment;
 mod passkeys;
+pub use enrolment::{
+    check_date, mask_document, normalize_document, AccountStatus, ActivationCode, CitizenRecord,
+    Registration, RegistrationUpdate,
+};
 pub use passkeys::{Ceremony, PasskeyView, WebauthnConfig, CEREMONY_TTL, REGISTRATION_FRESHNESS};
 
 /// Lifetimes and limits of the provider, validated by the server's configuration.
@@ -55,6 +60,8 @@ pub struct ProviderConfig {
     pub audit_witness: Option<std::path::PathBuf>,
     /// The WebAuthn relying party.
     pub webauthn: WebauthnConfig,
+    /// How long an activation or recovery code works.
+    pub activation_code_ttl: i64,
 }
 
 impl ProviderConfig {
@@ -84,6 +91,7 @@ impl ProviderConfig {
             policy: Policy::default(),
             hashing: HashingConfig::default(),
             audit_witness: None,
+            activation_code_ttl: 86_400,
         }
     }
 }
@@ -413,6 +421,8 @@ struct Inner {
     secrets: KeyedHash,
     throttle_key: KeyedHash,
     webauthn: webauthn_rs::Webauthn,
+    kek: Kek,
+    id_docs: KeyedHash,
 }
 
 /// The provider; cheap to clone.
@@ -482,6 +492,8 @@ impl Provider {
                 secrets: kek.derive(Purpose::ClientSecret),
                 throttle_key: kek.derive(Purpose::Throttle),
                 webauthn,
+                id_docs: kek.derive(Purpose::IdDocument),
+                kek: kek.clone(),
                 db,
                 clock,
                 config,
@@ -2125,7 +2137,7 @@ impl Provider {
                 if family.revoked_at.is_some() {
                     return Err(Error::InvalidToken);
                 }
-                let citizen: (
+                type Row = (
                     String,
                     String,
                     Option<String>,
@@ -2133,7 +2145,10 @@ impl Provider {
                     Option<String>,
                     i32,
                     Option<String>,
-                ) = citizens::table
+                    Option<String>,
+                    Option<String>,
+                );
+                let citizen: Row = citizens::table
                     .find(&family.citizen_id)
                     .filter(citizens::status.eq("active"))
                     .select((
@@ -2144,6 +2159,8 @@ impl Provider {
                         citizens::phone,
                         citizens::phone_verified,
                         citizens::address,
+                        citizens::date_of_birth,
+                        citizens::gender,
                     ))
                     .first(conn)
                     .optional()?
@@ -2156,13 +2173,35 @@ impl Provider {
                     .map(|s| Scopes::parse(&s))
                     .unwrap_or_default();
                 let released = scope.intersect(&consented);
-                let (name_en, name_zh, email, email_verified, phone, phone_verified, address) =
-                    citizen;
+                let (
+                    name_en,
+                    name_zh,
+                    email,
+                    email_verified,
+                    phone,
+                    phone_verified,
+                    address,
+                    birthdate,
+                    gender,
+                ) = citizen;
                 let mut out = Map::new();
                 out.insert("sub".into(), json!(claims.sub));
                 if released.has("profile") {
                     out.insert("name".into(), json!(name_en));
                     out.insert("name#zh-Hant".into(), json!(name_zh));
+                    if let Some(b) = birthdate {
+                        out.insert("birthdate".into(), json!(b));
+                    }
+                    if let Some(g) = gender {
+                        out.insert("gender".into(), json!(g));
+                    }
+                }
+                // Released only to a client registered for it (the token's scope is
+                // already limited to the client's) and with the citizen's consent.
+                if released.has("identity_document") {
+                    if let Some(doc) = this.document_of(conn, &family.citizen_id)? {
+                        out.insert("identity_document_number".into(), json!(doc));
+                    }
                 }
                 if released.has("email") {
                     if let Some(e) = email {

@@ -14,6 +14,10 @@ diesel::table! {
         status -> Text,
         created_at -> BigInt,
         webauthn_id -> Nullable<Text>,
+        date_of_birth -> Nullable<Text>,
+        gender -> Nullable<Text>,
+        id_doc_sealed -> Nullable<Text>,
+        id_doc_hash -> Nullable<Text>,
     }
 }
 
@@ -169,6 +173,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    activation_codes (code_hash) {
+        code_hash -> Text,
+        citizen_id -> Text,
+        purpose -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     citizens,
     password_credentials,
@@ -183,11 +199,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     throttles,
     passkeys,
     webauthn_ceremonies,
+    activation_codes,
 );
 
 diesel::joinable!(password_credentials -> citizens (citizen_id));
 diesel::joinable!(sessions -> citizens (citizen_id));
 diesel::joinable!(passkeys -> citizens (citizen_id));
+diesel::joinable!(activation_codes -> citizens (citizen_id));
 diesel::joinable!(consents -> clients (client_id));
 
 diesel::table! {

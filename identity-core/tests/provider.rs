@@ -62,11 +62,18 @@ both!(
     removed_passkey_and_counter_going_back,
     step_up_to_a_passkey,
     registration_needs_a_fresh_login,
+    enrol_activate_and_recover,
+    enrolment_refusals,
+    suspended_account_cannot_log_in_or_refresh,
+    identity_document_only_to_registered_clients,
 );
 
 #[path = "provider/passkeys.rs"]
 mod passkeys;
 use passkeys::*;
+#[path = "provider/enrolment.rs"]
+mod enrolment;
+use enrolment::*;
 
 struct Fixture {
     provider: Provider,

@@ -25,17 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn auditor(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(Error::InvalidToken)?
-        .trim()
-        .to_owned();
-    state
-        .provider
-        .require_scope(token, "audit")
+    crate::web::api_client(req, state, "audit")
         .await
         .map(|_| ())
 }

@@ -65,6 +65,7 @@ const KEYS: &[&str] = &[
     "per_address_limit",
     "audit_checkpoint_seconds",
     "webauthn_rp_id",
+    "activation_code_seconds",
     "webauthn_origin",
 ];
 
@@ -232,6 +233,8 @@ impl Settings {
         provider.refresh_token_ttl =
             src.number("refresh_token_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
         provider.code_ttl = src.number("code_seconds", 60i64, 1, 60)?;
+        provider.activation_code_ttl =
+            src.number("activation_code_seconds", 86_400i64, 300, 30 * 86_400)?;
         provider.throttle.lockout_after = src.number("lockout_after", 100i64, 6, 100)?;
         if let Some(rp_id) = src.raw("webauthn_rp_id") {
             provider.webauthn.rp_id = rp_id;

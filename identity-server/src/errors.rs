@@ -63,11 +63,8 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "temporarily_unavailable",
             "The service is busy. Please try again in a moment.".into(),
         ),
-        Error::Conflict(_) => (
-            StatusCode::CONFLICT,
-            "invalid_request",
-            "The request conflicts with one made at the same time; try again.".into(),
-        ),
+        // Every Conflict text is ours (a name that is taken), never the database's.
+        Error::Conflict(m) => (StatusCode::CONFLICT, "invalid_request", m.clone()),
         Error::NotFound => (StatusCode::NOT_FOUND, "invalid_request", "not found".into()),
         Error::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -199,6 +199,7 @@ fn scope_text(t: &Texts, scope: &str) -> &'static str {
         "phone" => t.scope_phone,
         "address" => t.scope_address,
         "offline_access" => t.scope_offline,
+        "identity_document" => t.scope_identity_document,
         _ => t.scope_other,
     }
 }
@@ -263,16 +264,28 @@ pub struct PasskeyRow<'a> {
     pub synced: bool,
 }
 
+/// One security event on the account page.
+pub struct EventRow<'a> {
+    /// When, Unix milliseconds.
+    pub time_ms: i64,
+    /// The event kind from the audit log.
+    pub event: &'a str,
+    /// Whether it succeeded.
+    pub success: bool,
+}
+
 /// What the account page shows.
 pub struct AccountView<'a> {
     /// CSRF token of the session.
     pub csrf: &'a str,
-    /// Whether the session is at the passkey level.
-    pub passkey_level: bool,
+    /// How the session logged in: `passkey`, `password` or `code` (activation).
+    pub logged_in_with: &'a str,
     /// The citizen's passkeys.
     pub passkeys: &'a [PasskeyRow<'a>],
     /// The citizen's consents.
     pub consents: &'a [ConsentRow<'a>],
+    /// The citizen's latest security events.
+    pub events: &'a [EventRow<'a>],
 }
 
 /// A Unix time as a UTC date, `YYYY-MM-DD` (days to civil date, proleptic Gregorian).
@@ -287,6 +300,18 @@ pub fn date(unix: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// A Unix time in milliseconds as `YYYY-MM-DD HH:MM UTC`.
+pub fn date_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02} UTC",
+        date(secs),
+        of_day / 3600,
+        (of_day % 3600) / 60
+    )
 }
 
 fn hidden_csrf(csrf: &str) -> String {
@@ -387,28 +412,102 @@ pub fn account_page(f: &Frame<'_>, v: &AccountView<'_>) -> String {
             a = esc(t.col_actions),
         )
     };
+    let password = format!(
+        "<form method=\"post\" action=\"/account/password\" id=\"password-set\">{csrf}\n\
+         <p><label for=\"new-password\">{label}</label>\n\
+         <span class=\"hint\" id=\"new-password-hint\">{hint}</span>\n\
+         <input id=\"new-password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" \
+         aria-describedby=\"new-password-hint\" required></p>\n\
+         <p><button type=\"submit\" id=\"set-password\">{button}</button></p></form>",
+        label = esc(t.new_password),
+        hint = esc(t.new_password_hint),
+        button = esc(t.set_password),
+    );
+    let mut event_rows = String::new();
+    for e in v.events {
+        let _ = write!(
+            event_rows,
+            "<tr><td>{when}</td><td>{what}</td><td>{result}</td></tr>",
+            when = date_time(e.time_ms),
+            what = esc(crate::i18n::event_label(f.lang, e.event)),
+            result = esc(if e.success { t.succeeded } else { t.failed }),
+        );
+    }
+    let events = if v.events.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<table id=\"events\"><caption>{cap}</caption><thead><tr>\
+             <th scope=\"col\">{w}</th><th scope=\"col\">{e}</th><th scope=\"col\">{r}</th>\
+             </tr></thead><tbody>{event_rows}</tbody></table>",
+            cap = esc(t.events_caption),
+            w = esc(t.col_when),
+            e = esc(t.col_event),
+            r = esc(t.col_result),
+        )
+    };
     page(
         f,
         t.account_title,
         &format!(
             "<p id=\"assurance\">{level}</p>\n\
              <section aria-labelledby=\"passkeys-heading\"><h2 id=\"passkeys-heading\">{ph}</h2>\n{passkeys}\n{add}</section>\n\
+             <section aria-labelledby=\"password-heading\"><h2 id=\"password-heading\">{pwh}</h2>\n{password}</section>\n\
              <section aria-labelledby=\"consents-heading\"><h2 id=\"consents-heading\">{ch}</h2>\n{consents}</section>\n\
+             <section aria-labelledby=\"events-heading\"><h2 id=\"events-heading\">{eh}</h2>\n{events}</section>\n\
              <section aria-labelledby=\"session-heading\"><h2 id=\"session-heading\">{sh}</h2>\n\
              <form method=\"post\" action=\"/logout\">{csrf}\
              <button type=\"submit\" id=\"logout\">{logout}</button></form></section>",
-            level = esc(if v.passkey_level {
-                t.level_passkey
-            } else {
-                t.level_password
+            level = esc(match v.logged_in_with {
+                "passkey" => t.level_passkey,
+                "code" => t.level_code,
+                _ => t.level_password,
             }),
             ph = esc(t.passkeys_heading),
+            pwh = esc(t.password_section),
+            eh = esc(t.events_heading),
             ch = esc(t.consents_heading),
             sh = esc(t.session_heading),
             logout = esc(t.logout),
         ),
         true,
     )
+}
+
+/// The activation page: the one-time code and the date of birth.
+pub fn activation_page(
+    f: &Frame<'_>,
+    csrf: &str,
+    code: Option<&str>,
+    error: Option<&str>,
+) -> String {
+    let t = f.t();
+    let mut body = format!("<p>{}</p>", esc(t.activate_intro));
+    if let Some(e) = error {
+        let _ = write!(
+            body,
+            "<p class=\"error\" role=\"alert\" id=\"activation-error\">{}</p>",
+            esc(e)
+        );
+    }
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/activate\" id=\"activation-form\">\n{csrf}\n\
+         <p><label for=\"code\">{code_label}</label>\n\
+         <input id=\"code\" name=\"code\" autocomplete=\"one-time-code\" required value=\"{code}\"></p>\n\
+         <p><label for=\"date-of-birth\">{dob_label}</label>\n\
+         <span class=\"hint\" id=\"dob-hint\">{dob_hint}</span>\n\
+         <input id=\"date-of-birth\" name=\"date_of_birth\" autocomplete=\"bday\" inputmode=\"numeric\" \
+         placeholder=\"YYYY-MM-DD\" aria-describedby=\"dob-hint\" required></p>\n\
+         <p><button type=\"submit\" id=\"activate\">{button}</button></p>\n</form>",
+        csrf = hidden_csrf(csrf),
+        code_label = esc(t.activation_code),
+        code = esc(code.unwrap_or("")),
+        dob_label = esc(t.date_of_birth),
+        dob_hint = esc(t.date_of_birth_hint),
+        button = esc(t.activate_button),
+    );
+    page(f, t.activate_title, &body, false)
 }
 
 /// A short notice page.

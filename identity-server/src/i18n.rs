@@ -126,6 +126,7 @@ pub struct Texts {
     pub account_title: &'static str,
     pub level_passkey: &'static str,
     pub level_password: &'static str,
+    pub level_code: &'static str,
     pub passkeys_heading: &'static str,
     pub passkeys_caption: &'static str,
     pub col_name: &'static str,
@@ -157,6 +158,24 @@ pub struct Texts {
     pub logged_out_title: &'static str,
     pub logged_out: &'static str,
     pub not_logged_in: &'static str,
+    pub scope_identity_document: &'static str,
+    pub password_section: &'static str,
+    pub new_password: &'static str,
+    pub new_password_hint: &'static str,
+    pub set_password: &'static str,
+    pub events_heading: &'static str,
+    pub events_caption: &'static str,
+    pub col_when: &'static str,
+    pub col_event: &'static str,
+    pub col_result: &'static str,
+    pub succeeded: &'static str,
+    pub failed: &'static str,
+    pub activate_title: &'static str,
+    pub activate_intro: &'static str,
+    pub activation_code: &'static str,
+    pub date_of_birth: &'static str,
+    pub date_of_birth_hint: &'static str,
+    pub activate_button: &'static str,
 }
 
 static EN: Texts = Texts {
@@ -194,6 +213,7 @@ static EN: Texts = Texts {
     account_title: "Your account",
     level_passkey: "You logged in with a passkey (higher assurance).",
     level_password: "You logged in with a password (lower assurance).",
+    level_code: "You activated your account with a one-time code. Add a passkey now: it is how you will log in.",
     passkeys_heading: "Passkeys",
     passkeys_caption: "Your passkeys",
     col_name: "Name",
@@ -225,6 +245,24 @@ static EN: Texts = Texts {
     logged_out_title: "Logged out",
     logged_out: "You have logged out.",
     not_logged_in: "You are not logged in.",
+    scope_identity_document: "Your identity document number",
+    password_section: "Password",
+    new_password: "New password",
+    new_password_hint: "At least 12 characters; a few unrelated words are easy to remember and hard to guess.",
+    set_password: "Set password",
+    events_heading: "Recent security events",
+    events_caption: "What happened to your account lately",
+    col_when: "When",
+    col_event: "Event",
+    col_result: "Result",
+    succeeded: "Succeeded",
+    failed: "Failed",
+    activate_title: "Activate your account",
+    activate_intro: "Enter the one-time code from the registration office and your date of birth. Then add a passkey on the next page.",
+    activation_code: "One-time code",
+    date_of_birth: "Date of birth",
+    date_of_birth_hint: "As on your identity document, for example 1990-05-17.",
+    activate_button: "Activate",
 };
 
 static ZH_HANT: Texts = Texts {
@@ -262,6 +300,7 @@ static ZH_HANT: Texts = Texts {
     account_title: "你的帳戶",
     level_passkey: "你以通行密鑰登入（較高認證級別）。",
     level_password: "你以密碼登入（較低認證級別）。",
+    level_code: "你已用一次性代碼啟用帳戶。請立即新增通行密鑰，日後便以它登入。",
     passkeys_heading: "通行密鑰",
     passkeys_caption: "你的通行密鑰",
     col_name: "名稱",
@@ -293,7 +332,138 @@ static ZH_HANT: Texts = Texts {
     logged_out_title: "已登出",
     logged_out: "你已登出。",
     not_logged_in: "你尚未登入。",
+    scope_identity_document: "你的身份證明文件號碼",
+    password_section: "密碼",
+    new_password: "新密碼",
+    new_password_hint: "最少 12 個字元；幾個互不相關的詞語既易記亦難猜。",
+    set_password: "設定密碼",
+    events_heading: "近期保安事件",
+    events_caption: "你的帳戶最近發生的事",
+    col_when: "時間",
+    col_event: "事件",
+    col_result: "結果",
+    succeeded: "成功",
+    failed: "失敗",
+    activate_title: "啟用你的帳戶",
+    activate_intro: "請輸入登記處提供的一次性代碼及你的出生日期，然後在下一頁新增通行密鑰。",
+    activation_code: "一次性代碼",
+    date_of_birth: "出生日期",
+    date_of_birth_hint: "與你的身份證明文件相同，例如 1990-05-17。",
+    activate_button: "啟用",
 };
+
+/// A security event's name for the account page; unknown kinds show as they are logged.
+pub fn event_label(lang: Lang, kind: &str) -> &str {
+    let zh = lang == Lang::ZhHant;
+    match kind {
+        "login" => {
+            if zh {
+                "登入"
+            } else {
+                "Log in"
+            }
+        }
+        "logout" => {
+            if zh {
+                "登出"
+            } else {
+                "Log out"
+            }
+        }
+        "passkey.added" => {
+            if zh {
+                "新增通行密鑰"
+            } else {
+                "Passkey added"
+            }
+        }
+        "passkey.removed" => {
+            if zh {
+                "移除通行密鑰"
+            } else {
+                "Passkey removed"
+            }
+        }
+        "passkey.renamed" => {
+            if zh {
+                "重新命名通行密鑰"
+            } else {
+                "Passkey renamed"
+            }
+        }
+        "password.set" => {
+            if zh {
+                "設定密碼"
+            } else {
+                "Password set"
+            }
+        }
+        "account.activation" => {
+            if zh {
+                "啟用帳戶"
+            } else {
+                "Account activated"
+            }
+        }
+        "citizen.enrolled" => {
+            if zh {
+                "登記帳戶"
+            } else {
+                "Account registered"
+            }
+        }
+        "citizen.updated" => {
+            if zh {
+                "更新個人資料"
+            } else {
+                "Details updated"
+            }
+        }
+        "citizen.status" => {
+            if zh {
+                "更改帳戶狀態"
+            } else {
+                "Account status changed"
+            }
+        }
+        "citizen.recovery" => {
+            if zh {
+                "帳戶復原"
+            } else {
+                "Account recovery started"
+            }
+        }
+        "consent.given" => {
+            if zh {
+                "同意分享資料"
+            } else {
+                "Consent given"
+            }
+        }
+        "consent.withdrawn" => {
+            if zh {
+                "撤回同意"
+            } else {
+                "Consent withdrawn"
+            }
+        }
+        "token.revoked" => {
+            if zh {
+                "撤銷存取權"
+            } else {
+                "Access revoked"
+            }
+        }
+        "token.issued" => {
+            if zh {
+                "電子服務登入"
+            } else {
+                "Signed in to an e-service"
+            }
+        }
+        other => other,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ mod errors;
 mod html;
 mod i18n;
 mod params;
+mod registration_api;
 mod seed;
 mod server;
 mod web;
@@ -15,6 +16,7 @@ use identity_core::audit::{Event, Outcome};
 use identity_core::crypto::Kek;
 use identity_core::model::{NewCitizen, NewClient, SigningAlg};
 use identity_core::password::Password;
+use identity_core::provider::{AccountStatus, ActivationCode, Registration};
 use identity_core::storage::{Backend, Db};
 use identity_core::{Clock, Provider};
 use std::io::BufRead;
@@ -141,6 +143,65 @@ enum UserCommand {
         /// Login name.
         username: String,
     },
+    /// Enrol a citizen whose identity was verified at a registration counter; prints the
+    /// one-time activation code and link to hand over.
+    Enrol {
+        /// Login name for password logins.
+        #[arg(long)]
+        username: String,
+        /// Name in English.
+        #[arg(long)]
+        name_en: String,
+        /// Name in Chinese.
+        #[arg(long)]
+        name_zh: String,
+        /// Date of birth, YYYY-MM-DD.
+        #[arg(long)]
+        date_of_birth: String,
+        /// Identity document number (stored encrypted; one account per document).
+        #[arg(long)]
+        id_document: String,
+        /// female, male or other.
+        #[arg(long)]
+        gender: Option<String>,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Phone number.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Postal address.
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Show a citizen's record (the document number masked).
+    Show {
+        /// Citizen id.
+        id: String,
+    },
+    /// Set an account to active, suspended or closed (the last two end every session and grant).
+    Status {
+        /// Citizen id.
+        id: String,
+        /// active, suspended or closed.
+        status: String,
+    },
+    /// Start a recovery: end every session and grant and print a new one-time code.
+    Recover {
+        /// Citizen id.
+        id: String,
+        /// Also remove the citizen's passkeys (a lost or stolen phone).
+        #[arg(long)]
+        remove_passkeys: bool,
+    },
+}
+
+/// Who the audit log names for changes made on the command line.
+fn cli_officer() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 #[derive(Subcommand)]
@@ -355,6 +416,73 @@ async fn run(cli: Cli) -> Result<(), String> {
                         .map_err(|e| e.to_string())?;
                     println!("unlocked {username}");
                 }
+                UserCommand::Enrol {
+                    username,
+                    name_en,
+                    name_zh,
+                    date_of_birth,
+                    id_document,
+                    gender,
+                    email,
+                    phone,
+                    address,
+                } => {
+                    let (id, code) = provider
+                        .enrol(
+                            &cli_officer(),
+                            Registration {
+                                username,
+                                name_en,
+                                name_zh,
+                                date_of_birth,
+                                gender,
+                                id_document,
+                                email,
+                                phone,
+                                address,
+                            },
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!("citizen_id: {id}");
+                    print_code(&settings, &code);
+                }
+                UserCommand::Show { id } => {
+                    let r = provider
+                        .registration(&id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!(
+                        "citizen_id: {}\nusername: {}\nname: {} / {}\ndate_of_birth: {}\nid_document: {}\nstatus: {}\npasskeys: {}\npassword: {}",
+                        r.id,
+                        r.username,
+                        r.name_en,
+                        r.name_zh,
+                        r.date_of_birth.unwrap_or_default(),
+                        r.id_document_masked.unwrap_or_default(),
+                        r.status,
+                        r.passkeys,
+                        if r.has_password { "yes" } else { "no" }
+                    );
+                }
+                UserCommand::Status { id, status } => {
+                    let s = AccountStatus::parse(&status).map_err(|e| e.to_string())?;
+                    provider
+                        .set_account_status(&cli_officer(), &id, s)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!("{id}: {status}");
+                }
+                UserCommand::Recover {
+                    id,
+                    remove_passkeys,
+                } => {
+                    let code = provider
+                        .recover(&cli_officer(), &id, remove_passkeys)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    print_code(&settings, &code);
+                }
             }
             Ok(())
         }
@@ -438,4 +566,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints a one-time code the way an officer hands it over.
+fn print_code(settings: &Settings, code: &ActivationCode) {
+    println!(
+        "activation_code: {}\nactivation_link: {}/activate?code={}\nexpires_at: {} (Unix time)\n(shown once: only a hash is stored)",
+        code.expose(),
+        settings.provider.issuer,
+        code.expose(),
+        code.expires_at
+    );
 }

@@ -123,6 +123,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             })
             .configure(routes)
             .configure(crate::audit_api::routes)
+            .configure(crate::registration_api::routes)
     })
     .workers(settings.workers)
     .shutdown_timeout(10);

@@ -86,6 +86,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/account/passkeys/rename", web::post().to(passkey_rename))
     .route("/account/passkeys/remove", web::post().to(passkey_remove))
     .route("/lang/{tag}", web::get().to(switch_language))
+    .route("/activate", web::get().to(activation_page))
+    .route("/activate", web::post().to(activate))
+    .route("/account/password", web::post().to(set_password))
     .route("/static/site.css", web::get().to(css))
     .route("/static/passkey.js", web::get().to(passkey_js))
     .route("/", web::get().to(home));
@@ -154,6 +157,33 @@ fn json_no_store(body: &serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body)
+}
+
+/// The client behind a bearer access token that carries `scope` (the auditor's `audit`,
+/// the registration office's `registration`): the identity its calls are audited under.
+pub async fn api_client(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: &'static str,
+) -> Result<String, Error> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(Error::InvalidToken)?
+        .trim()
+        .to_owned();
+    state.provider.require_scope(token, scope).await
+}
+
+/// The link an activation or recovery code is handed over as.
+pub fn activation_link(state: &AppState, code: &str) -> String {
+    format!(
+        "{}/activate?code={}",
+        state.provider.config().issuer,
+        url::form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>()
+    )
 }
 
 fn source_address(req: &HttpRequest) -> String {
@@ -731,6 +761,19 @@ async fn account(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .passkeys(session.clone())
         .await?
         .unwrap_or_default();
+    let events = state
+        .provider
+        .security_events(session.clone())
+        .await?
+        .unwrap_or_default();
+    let event_rows: Vec<html::EventRow<'_>> = events
+        .iter()
+        .map(|e| html::EventRow {
+            time_ms: e.time_ms,
+            event: &e.event,
+            success: e.outcome == "success",
+        })
+        .collect();
     let token = session.map(|s| s.expose().to_owned()).unwrap_or_default();
     let consent_rows: Vec<html::ConsentRow<'_>> = consents
         .iter()
@@ -757,9 +800,16 @@ async fn account(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             &frame,
             &html::AccountView {
                 csrf: &csrf_for(&state, "account", &token),
-                passkey_level: level.acr == ACR_PASSKEY,
+                logged_in_with: if level.acr == ACR_PASSKEY {
+                    "passkey"
+                } else if level.amr == "otp" {
+                    "code"
+                } else {
+                    "password"
+                },
                 passkeys: &passkey_rows,
                 consents: &consent_rows,
+                events: &event_rows,
             },
         ),
     ))
@@ -948,9 +998,10 @@ async fn logout_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
                 &frame,
                 &html::AccountView {
                     csrf: &csrf_for(&state, "account", s.expose()),
-                    passkey_level: false,
+                    logged_in_with: "password",
                     passkeys: &[],
                     consents: &[],
+                    events: &[],
                 },
             ),
         ),
@@ -981,6 +1032,96 @@ async fn logout(
     gone.make_removal();
     resp.add_cookie(&gone).map_err(Error::internal)?;
     Ok(resp)
+}
+
+async fn set_password(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (session, form) = account_form(&req, &state, &body)?;
+    let password = Password::new(form.get("new_password").unwrap_or_default());
+    state.provider.set_password(session, &password).await?;
+    Ok(see_other("/account"))
+}
+
+/// The activation page: the one-time code (from the link, or typed) and the date of birth.
+async fn activation_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let code = Params::parse(req.query_string().as_bytes())
+        .get("code")
+        .filter(|c| c.len() <= 64 && !c.chars().any(char::is_control));
+    render_activation(&req, &state, code.as_deref(), None, StatusCode::OK)
+}
+
+fn render_activation(
+    req: &HttpRequest,
+    state: &AppState,
+    code: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let binding = login_binding(req).unwrap_or_else(random_token);
+    // The language switch comes back with the code filled in.
+    let here = match code {
+        Some(c) => activation_link(state, c)
+            .trim_start_matches(state.provider.config().issuer.as_str())
+            .to_owned(),
+        None => "/activate".to_owned(),
+    };
+    let frame = Frame {
+        lang: lang_of(req, None),
+        here: &here,
+    };
+    let mut resp = html_response(
+        status,
+        html::activation_page(&frame, &csrf_for(state, "activate", &binding), code, error),
+    );
+    resp.add_cookie(&cookie(state, LOGIN_CSRF_COOKIE, binding, "/".into()))
+        .map_err(Error::internal)?;
+    Ok(resp)
+}
+
+async fn activate(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let form = Params::parse(&body);
+    form.check()?;
+    let binding = login_binding(&req).unwrap_or_default();
+    check_csrf(&state, "activate", &binding, &form)?;
+    let code = form.get("code").unwrap_or_default();
+    let result = state
+        .provider
+        .activate(
+            &code,
+            &form.get("date_of_birth").unwrap_or_default(),
+            &source_address(&req),
+            session_cookie(&req),
+        )
+        .await;
+    match result {
+        Ok(token) => logged_in(&state, "/account", &token),
+        Err(e) if !crate::errors::status_of(&e).is_server_error() => {
+            let message = crate::errors::describe(&e);
+            let mut resp = render_activation(
+                &req,
+                &state,
+                Some(&code),
+                Some(&message),
+                crate::errors::status_of(&e),
+            )?;
+            if let Some(s) = crate::errors::retry_after(&e) {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            Ok(resp)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The language switch: remembers the choice for a year and goes back to the page. Only a

@@ -83,11 +83,8 @@ fn visible(page: &mut Page, selector: &str) -> bool {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs Debian's chromium (apt-get install chromium); .ci/run installs it and runs this"]
-async fn passkey_login_in_a_real_browser() {
-    let server = Server::start(Backend::Sqlite, &[]).await;
-    let callback = callback_server();
+/// Registers a relying party whose redirect URI answers; returns its secret.
+fn register_rp(server: &Server, callback: &str) -> String {
     let out = server.cli(&[
         "client",
         "add",
@@ -98,13 +95,20 @@ async fn passkey_login_in_a_real_browser() {
         "--department",
         "Test Department",
         "--redirect-uri",
-        &callback,
+        callback,
     ]);
-    let secret = out
-        .lines()
+    out.lines()
         .find_map(|l| l.strip_prefix("client_secret: "))
         .expect("a secret")
-        .to_owned();
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's chromium (apt-get install chromium); .ci/run installs it and runs this"]
+async fn passkey_login_in_a_real_browser() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let callback = callback_server();
+    let secret = register_rp(&server, &callback);
     let base = server.base.clone();
 
     // The browser half runs on its own thread: the CDP client blocks.
@@ -315,4 +319,100 @@ fn drive_browser(
         .unwrap();
     assert!(!text(&mut page, "#error-message").is_empty());
     page.screenshot(&shots().join("error-both.png")).unwrap();
+}
+
+/// The whole path of a new citizen: an officer enrols them through the API, they activate
+/// in the browser with the code and their date of birth, add a passkey with the virtual
+/// authenticator, and log in to an e-service with it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's chromium (apt-get install chromium); .ci/run installs it and runs this"]
+async fn enrolment_activation_and_passkey_login_in_a_real_browser() {
+    use crate::enrolment::{citizen, client_token, enrol, OFFICE_ID, OFFICE_SECRET};
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let callback = callback_server();
+    let secret = register_rp(&server, &callback);
+    let office = client_token(&server, OFFICE_ID, OFFICE_SECRET, "registration").await;
+    let (_, link) = enrol(&server, &office, &citizen("wong", "A123456(7)")).await;
+    let (verifier, challenge) = pkce();
+    let mut auth = url::Url::parse(&server.url("/authorize")).unwrap();
+    auth.query_pairs_mut()
+        .append_pair("client_id", "browser-rp")
+        .append_pair("redirect_uri", &callback)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid profile")
+        .append_pair("state", "enrolled")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("acr_values", ACR_PASSKEY);
+    let (base, cb, auth) = (server.base.clone(), callback.clone(), auth.to_string());
+    let landed = tokio::task::spawn_blocking(move || {
+        let browser = Browser::launch().unwrap();
+        let mut page = browser.new_page().unwrap();
+        let authenticator = page.add_virtual_authenticator().unwrap();
+        page.goto(&link).unwrap();
+        both_languages(&mut page, "activation");
+        page.fill("#date-of-birth", "1990-05-17").unwrap();
+        page.click("#activate").unwrap();
+        page.wait_for("!!document.getElementById('assurance')", WAIT)
+            .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+        page.wait_for("!document.getElementById('passkey-register').hidden", WAIT)
+            .unwrap();
+        page.fill("#passkey-name", "New phone").unwrap();
+        page.click("#add-passkey").unwrap();
+        page.wait_for("!!document.getElementById('passkeys')", WAIT)
+            .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+        assert_eq!(page.credentials(&authenticator).unwrap().len(), 1);
+        assert!(text(&mut page, "#events").contains("Account activated"));
+        page.screenshot(&shots().join("account-after-activation-en.png"))
+            .unwrap();
+        page.click("#logout").unwrap();
+        page.wait_for("!document.getElementById('logout')", WAIT)
+            .unwrap();
+        let _ = base;
+        page.goto(&auth).unwrap();
+        page.wait_for("!document.getElementById('passkey-login').hidden", WAIT)
+            .unwrap();
+        page.click("#passkey-login").unwrap();
+        page.wait_for("!!document.getElementById('allow')", WAIT)
+            .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+        page.click("#allow").unwrap();
+        page.wait_for(&format!("location.href.startsWith({})", json!(cb)), WAIT)
+            .unwrap();
+        page.url().unwrap()
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the browser half failed: {e:?}\nserver log:\n{}",
+            server.log()
+        )
+    });
+    let landed = url::Url::parse(&landed).unwrap();
+    assert_eq!(query(&landed, "state").as_deref(), Some("enrolled"));
+    let tokens: serde_json::Value = http()
+        .post(server.url("/token"))
+        .basic_auth("browser-rp", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", query(&landed, "code").unwrap().as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let id_token = tokens["id_token"].as_str().expect("an ID token");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["acr"], ACR_PASSKEY);
+    assert!(claims["amr"].as_array().unwrap().contains(&json!("user")));
 }

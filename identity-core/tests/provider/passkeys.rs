@@ -46,7 +46,7 @@ fn login_answer(auth: &mut SoftPasskey, c: &Ceremony, at: &Url) -> String {
 
 impl Fixture {
     /// Registers a new software passkey for the citizen of `session`.
-    async fn add_passkey(&self, session: &SessionToken, name: &str) -> SoftPasskey {
+    pub async fn add_passkey(&self, session: &SessionToken, name: &str) -> SoftPasskey {
         let mut auth = authenticator();
         let c = self
             .provider

@@ -1,0 +1,215 @@
+//! The registration officer's JSON interface: enrol a verified citizen, change their
+//! attributes, suspend, close or reopen the account, and start a recovery. Every call needs
+//! an access token with the `registration` scope (client credentials of the registration
+//! office's system); the client id is the officer identity the audit log records.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use identity_core::provider::{AccountStatus, ActivationCode, Registration, RegistrationUpdate};
+use identity_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::errors::OAuthError;
+use crate::web::{api_client, AppState};
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/registration/citizens", web::post().to(enrol))
+        .route("/registration/citizens/{id}", web::get().to(show))
+        .route("/registration/citizens/{id}", web::patch().to(update))
+        .route("/registration/citizens/{id}/status", web::post().to(status))
+        .route(
+            "/registration/citizens/{id}/recovery",
+            web::post().to(recovery),
+        );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolBody {
+    username: String,
+    name_en: String,
+    name_zh: String,
+    date_of_birth: String,
+    gender: Option<String>,
+    id_document: String,
+    email: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    name_en: Option<String>,
+    name_zh: Option<String>,
+    date_of_birth: Option<String>,
+    gender: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryBody {
+    #[serde(default)]
+    remove_passkeys: bool,
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde's message names the field and the position, never more of the input.
+        Error::InvalidRequest(format!("the body is not the expected JSON: {e}"))
+    })
+}
+
+/// The activation code as the officer hands it over: the code, a link, and a QR code of
+/// the link for the citizen's phone.
+fn activation_json(state: &AppState, code: &ActivationCode) -> Value {
+    let link = crate::web::activation_link(state, code.expose());
+    let qr = qrcode::QrCode::new(link.as_bytes())
+        .map(|q| {
+            q.render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .build()
+        })
+        .ok();
+    json!({
+        "code": code.expose(),
+        "url": link,
+        "qr_svg": qr,
+        "expires_at": code.expires_at,
+    })
+}
+
+fn no_store(status: StatusCode, value: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(value)
+}
+
+async fn enrol(
+    req: HttpRequest,
+    bytes: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let officer = api_client(&req, &state, "registration").await?;
+    let b: EnrolBody = body(&bytes)?;
+    let (id, code) = state
+        .provider
+        .enrol(
+            &officer,
+            Registration {
+                username: b.username,
+                name_en: b.name_en,
+                name_zh: b.name_zh,
+                date_of_birth: b.date_of_birth,
+                gender: b.gender,
+                id_document: b.id_document,
+                email: b.email,
+                phone: b.phone,
+                address: b.address,
+            },
+        )
+        .await?;
+    Ok(no_store(
+        StatusCode::CREATED,
+        &json!({ "citizen_id": id, "activation": activation_json(&state, &code) }),
+    ))
+}
+
+async fn show(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    api_client(&req, &state, "registration").await?;
+    let r = state.provider.registration(&path.into_inner()).await?;
+    Ok(no_store(
+        StatusCode::OK,
+        &json!({
+            "citizen_id": r.id,
+            "username": r.username,
+            "name_en": r.name_en,
+            "name_zh": r.name_zh,
+            "date_of_birth": r.date_of_birth,
+            "gender": r.gender,
+            "id_document": r.id_document_masked,
+            "email": r.email,
+            "phone": r.phone,
+            "address": r.address,
+            "status": r.status,
+            "passkeys": r.passkeys,
+            "has_password": r.has_password,
+        }),
+    ))
+}
+
+async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let officer = api_client(&req, &state, "registration").await?;
+    let b: UpdateBody = body(&bytes)?;
+    state
+        .provider
+        .update_registration(
+            &officer,
+            &path.into_inner(),
+            RegistrationUpdate {
+                name_en: b.name_en,
+                name_zh: b.name_zh,
+                date_of_birth: b.date_of_birth,
+                gender: b.gender,
+                email: b.email,
+                phone: b.phone,
+                address: b.address,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn status(
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let officer = api_client(&req, &state, "registration").await?;
+    let b: StatusBody = body(&bytes)?;
+    let status = AccountStatus::parse(&b.status)?;
+    state
+        .provider
+        .set_account_status(&officer, &path.into_inner(), status)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn recovery(
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let officer = api_client(&req, &state, "registration").await?;
+    let b: RecoveryBody = body(&bytes)?;
+    let code = state
+        .provider
+        .recover(&officer, &path.into_inner(), b.remove_passkeys)
+        .await?;
+    Ok(no_store(
+        StatusCode::OK,
+        &json!({ "activation": activation_json(&state, &code) }),
+    ))
+}
