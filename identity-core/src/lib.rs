@@ -17,6 +17,7 @@ pub mod model;
 pub mod password;
 pub mod provider;
 pub mod schema;
+pub mod signing_cms;
 pub mod storage;
 pub mod throttle;
 

@@ -25,11 +25,13 @@ use crate::throttle::ThrottleConfig;
 
 mod enrolment;
 mod passkeys;
+mod signing;
 pub use enrolment::{
     check_date, mask_document, normalize_document, AccountStatus, ActivationCode, CitizenRecord,
     Registration, RegistrationUpdate,
 };
 pub use passkeys::{Ceremony, PasskeyView, WebauthnConfig, CEREMONY_TTL, REGISTRATION_FRESHNESS};
+pub use signing::{NewSigningRequest, SigningRequestView, SigningResult, SIGNING_TTL};
 
 /// Lifetimes and limits of the provider, validated by the server's configuration.
 #[derive(Clone, Debug)]
@@ -1413,10 +1415,36 @@ impl Provider {
                         consents::granted_at.eq(now),
                     ))
                     .execute(conn)?;
+                this.remember_subject(conn, &client.sector, &session.citizen_id)?;
                 this.issue_code(conn, &request, &session, ev)
             })
         })
         .await
+    }
+
+    /// Records which citizen a sector's pairwise subject names, so that the sector's
+    /// e-services can ask that citizen to sign (they know nothing else of them).
+    fn remember_subject(
+        &self,
+        conn: &mut DbConnection,
+        sector: &str,
+        citizen_id: &str,
+    ) -> Result<()> {
+        let subject = self.subject(sector, citizen_id);
+        let known: i64 = subjects::table
+            .find((sector, &subject))
+            .count()
+            .get_result(conn)?;
+        if known == 0 {
+            diesel::insert_into(subjects::table)
+                .values((
+                    subjects::sector.eq(sector),
+                    subjects::subject.eq(&subject),
+                    subjects::citizen_id.eq(citizen_id),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
     }
 
     /// Takes a pending request for this answer, once: of two concurrent answers (a double

@@ -185,6 +185,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    subjects (sector, subject) {
+        sector -> Text,
+        subject -> Text,
+        citizen_id -> Text,
+    }
+}
+
+diesel::table! {
+    signing_ca (id) {
+        id -> Text,
+        certificate -> Text,
+        private_key -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    citizen_signing_keys (citizen_id) {
+        citizen_id -> Text,
+        private_key -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    signing_requests (id) {
+        id -> Text,
+        client_id -> Text,
+        citizen_id -> Text,
+        subject -> Text,
+        hash_alg -> Text,
+        document_hash -> Text,
+        document_name -> Text,
+        description -> Nullable<Text>,
+        return_uri -> Nullable<Text>,
+        code -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        signature -> Nullable<Text>,
+        certificate -> Nullable<Text>,
+        evidence -> Nullable<Text>,
+        audit_from -> Nullable<BigInt>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     citizens,
     password_credentials,
@@ -200,6 +248,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     passkeys,
     webauthn_ceremonies,
     activation_codes,
+    subjects,
+    signing_ca,
+    citizen_signing_keys,
+    signing_requests,
 );
 
 diesel::joinable!(password_credentials -> citizens (citizen_id));
@@ -207,6 +259,7 @@ diesel::joinable!(sessions -> citizens (citizen_id));
 diesel::joinable!(passkeys -> citizens (citizen_id));
 diesel::joinable!(activation_codes -> citizens (citizen_id));
 diesel::joinable!(consents -> clients (client_id));
+diesel::joinable!(signing_requests -> clients (client_id));
 
 diesel::table! {
     audit_entries (idx) {

@@ -8,7 +8,7 @@
 //! SDK's offline verifier (`identity_sdk::signature`).
 //!
 //! Certificate profile (the SDK reads it back the same way): the subject is
-//! `CN=<name>, serialNumber=<pairwise id>` when the citizen's name is given, else
+//! `CN=<name>, pseudonym=<pairwise id>` when the citizen's name is given, else
 //! `CN=<pairwise id>`; keyUsage is digitalSignature + nonRepudiation, critical; there is no
 //! extendedKeyUsage, so OpenSSL's default S/MIME signing purpose accepts the certificate.
 //!
@@ -18,7 +18,7 @@
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::der::asn1::{OctetString, SetOfVec};
-use cms::der::oid::db::{rfc4519, rfc5911, rfc5912};
+use cms::der::oid::db::{rfc5911, rfc5912};
 use cms::der::oid::ObjectIdentifier;
 use cms::der::{Any, DateTime, Decode, Encode, EncodeValue, Tag, Tagged};
 use cms::signed_data::{
@@ -146,19 +146,14 @@ pub fn issue_certificate(
     let issuer = ca_issuer(&ca_cert, ca_key)?;
 
     let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    match name {
-        Some(name) => {
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.distinguished_name.push(
-                DnType::CustomDnType(oid_arcs(&rfc4519::SERIAL_NUMBER)),
-                serial_value(pairwise_id),
-            );
-        }
-        None => params
-            .distinguished_name
-            .push(DnType::CommonName, pairwise_id),
+    let name = name.filter(|n| !n.trim().is_empty());
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name.unwrap_or(pairwise_id));
+    if name.is_some() {
+        let pseudonym = DnType::CustomDnType(oid_arcs(&PSEUDONYM));
+        dn.push(pseudonym, DnValue::Utf8String(pairwise_id.to_owned()));
     }
+    params.distinguished_name = dn;
     // ExplicitNoCa writes basicConstraints CA:FALSE and a subjectKeyIdentifier, which
     // RFC 5280 expects of end-entity certificates.
     params.is_ca = IsCa::ExplicitNoCa;
@@ -197,10 +192,10 @@ pub fn sign_detached(
     now_unix: i64,
 ) -> Result<Vec<u8>, String> {
     if digest.len() != alg.digest_len() {
-        let (name, len) = (alg.name(), alg.digest_len());
         return Err(format!(
-            "a {name} digest is {len} bytes, not {}",
-            digest.len()
+            "{} digest must be {} bytes",
+            alg.name(),
+            alg.digest_len()
         ));
     }
     let cert = parse_cert(citizen_cert_der, "citizen certificate")?;
@@ -366,15 +361,9 @@ fn oid_arcs(oid: &ObjectIdentifier) -> Vec<u64> {
     oid.arcs().map(u64::from).collect()
 }
 
-/// X.520 types serialNumber as PrintableString, whose alphabet lacks `_`, which base64url
-/// pairwise ids can contain; those are written as UTF8String instead (OpenSSL and the SDK
-/// read either), the rest conform.
-fn serial_value(id: &str) -> DnValue {
-    match id.to_string().try_into() {
-        Ok(printable) => DnValue::PrintableString(printable),
-        Err(_) => DnValue::Utf8String(id.to_string()),
-    }
-}
+/// X.520 `pseudonym` (2.5.4.65): a DirectoryString, so a base64url pairwise id (which may hold
+/// `_`, outside PrintableString) is written as UTF8String and stays within the standard.
+pub const PSEUDONYM: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.65");
 
 fn random_serial() -> Result<SerialNumber, String> {
     let mut bytes = [0u8; 16];

@@ -66,6 +66,8 @@ both!(
     enrolment_refusals,
     suspended_account_cannot_log_in_or_refresh,
     identity_document_only_to_registered_clients,
+    document_signed_with_a_passkey,
+    signing_refusals,
 );
 
 #[path = "provider/passkeys.rs"]
@@ -74,6 +76,9 @@ use passkeys::*;
 #[path = "provider/enrolment.rs"]
 mod enrolment;
 use enrolment::*;
+#[path = "provider/signing.rs"]
+mod signing;
+use signing::*;
 
 struct Fixture {
     provider: Provider,

@@ -19,6 +19,8 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod signature;
+pub mod signing;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

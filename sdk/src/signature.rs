@@ -16,7 +16,7 @@
 use cms::cert::CertificateChoices;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::der::asn1::{ObjectIdentifier, OctetString};
-use cms::der::oid::db::{rfc4519, rfc5911, rfc5912};
+use cms::der::oid::db::{rfc5911, rfc5912};
 use cms::der::{Decode, Encode};
 use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
 use cms::spki::AlgorithmIdentifierOwned;
@@ -322,12 +322,15 @@ fn verify_ecdsa(alg: HashAlg, point: &[u8], message: &[u8], signature: &[u8]) ->
     }
 }
 
-/// The pairwise id and name, read the way the service writes them: `serialNumber` holds
-/// the id when the name is in `CN`, otherwise `CN` holds the id.
+/// X.520 `pseudonym`, where the service writes the pairwise id when the name is in `CN`.
+const PSEUDONYM: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.65");
+
+/// The pairwise id and name, read the way the service writes them: `pseudonym` holds the
+/// id when the name is in `CN`, otherwise `CN` holds the id.
 fn subject(cert: &Certificate) -> Option<(String, Option<String>)> {
     let name = cert.tbs_certificate().subject();
     let cn = name.common_name().ok()?.map(|s| s.value().into_owned());
-    let serial: Option<DirectoryString> = name.by_oid(rfc4519::SERIAL_NUMBER).ok()?;
+    let serial: Option<DirectoryString> = name.by_oid(PSEUDONYM).ok()?;
     match (serial, cn) {
         (Some(id), name) => Some((id.value().into_owned(), name)),
         (None, Some(id)) => Some((id, None)),

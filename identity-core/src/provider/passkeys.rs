@@ -134,10 +134,10 @@ impl Purpose {
 }
 
 /// A taken ceremony.
-struct Taken {
-    purpose: String,
-    citizen_id: Option<String>,
-    state: String,
+pub(super) struct Taken {
+    pub(super) purpose: String,
+    pub(super) citizen_id: Option<String>,
+    pub(super) state: String,
 }
 
 fn expired() -> Error {
@@ -180,7 +180,7 @@ fn check_name(name: &str) -> Result<String> {
 }
 
 impl Provider {
-    fn webauthn(&self) -> &Webauthn {
+    pub(super) fn webauthn(&self) -> &Webauthn {
         &self.inner.webauthn
     }
 
@@ -192,11 +192,41 @@ impl Provider {
         state: String,
         options: Value,
     ) -> Result<Ceremony> {
+        self.store_ceremony_as(conn, purpose.as_str(), citizen_id, state, options)
+    }
+
+    /// A signing approval's ceremony: its purpose names the request, so an answer cannot
+    /// be carried over to another one.
+    pub(super) fn store_signing_ceremony(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+        citizen_id: &str,
+        state: String,
+        options: Value,
+    ) -> Result<Ceremony> {
+        self.store_ceremony_as(
+            conn,
+            &format!("sign:{request_id}"),
+            Some(citizen_id),
+            state,
+            options,
+        )
+    }
+
+    fn store_ceremony_as(
+        &self,
+        conn: &mut DbConnection,
+        purpose: &str,
+        citizen_id: Option<&str>,
+        state: String,
+        options: Value,
+    ) -> Result<Ceremony> {
         let handle = random_token();
         diesel::insert_into(webauthn_ceremonies::table)
             .values((
                 webauthn_ceremonies::handle_hash.eq(token_hash(&handle)),
-                webauthn_ceremonies::purpose.eq(purpose.as_str()),
+                webauthn_ceremonies::purpose.eq(purpose),
                 webauthn_ceremonies::citizen_id.eq(citizen_id),
                 webauthn_ceremonies::state.eq(state),
                 webauthn_ceremonies::expires_at.eq(self.inner.clock.now() + CEREMONY_TTL),
@@ -206,7 +236,7 @@ impl Provider {
     }
 
     /// Takes a ceremony: deleted in its own transaction, whatever the answer turns out to be.
-    async fn take_ceremony(&self, handle: String) -> Result<Taken> {
+    pub(super) async fn take_ceremony(&self, handle: String) -> Result<Taken> {
         if handle.is_empty() || handle.len() > 64 {
             return Err(expired());
         }
@@ -369,7 +399,11 @@ impl Provider {
         .await
     }
 
-    fn passkeys_of(&self, conn: &mut DbConnection, citizen_id: &str) -> Result<Vec<Passkey>> {
+    pub(super) fn passkeys_of(
+        &self,
+        conn: &mut DbConnection,
+        citizen_id: &str,
+    ) -> Result<Vec<Passkey>> {
         let rows: Vec<String> = passkeys::table
             .filter(passkeys::citizen_id.eq(citizen_id))
             .select(passkeys::credential)

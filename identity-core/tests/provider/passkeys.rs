@@ -39,6 +39,11 @@ fn login_answer_with(auth: &mut SoftPasskey, c: &Ceremony, cred_id: &str) -> Str
     login_answer(auth, &tampered, &origin())
 }
 
+/// Answers a ceremony at the provider's own origin.
+pub fn login_answer_at(auth: &mut SoftPasskey, c: &Ceremony) -> String {
+    login_answer(auth, c, &origin())
+}
+
 fn login_answer(auth: &mut SoftPasskey, c: &Ceremony, at: &Url) -> String {
     let options: RequestChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
     serde_json::to_string(&auth.do_authentication(at.clone(), options).unwrap()).unwrap()
@@ -83,7 +88,7 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn second_citizen(&self) -> SessionToken {
+    pub async fn second_citizen(&self) -> SessionToken {
         self.provider
             .add_citizen(
                 NewCitizen {

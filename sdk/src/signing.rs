@@ -1,0 +1,293 @@
+//! Offline verification of a document-signing result, everything an e-service keeps as
+//! proof that a citizen signed a document:
+//!
+//! 1. the CMS signature over the document's digest, by a certificate from the pinned signing
+//!    CA, naming the expected citizen ([`crate::signature::verify_detached`]);
+//! 2. the approval evidence: a WebAuthn assertion by the citizen's passkey over a challenge
+//!    derived from this request and this digest, from the service's origin, with user
+//!    verification;
+//! 3. the audit-log entry of the approval, which commits to this exact signature, and its
+//!    inclusion proof against a checkpoint signed by the pinned audit key.
+//!
+//! Nothing here trusts the service's word beyond the two pinned keys (the signing CA and the
+//! audit log's key).
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ring::digest;
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use serde_json::Value;
+
+use crate::audit::{leaf_hash, verify_inclusion, Checkpoint, Hash, VerifierKey};
+use crate::signature::{verify_detached, SignatureError, VerifiedSignature};
+
+/// Why a signing result was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningError {
+    /// The result is not the JSON the service returns, or a field is missing.
+    #[error("malformed signing result: {0}")]
+    Malformed(&'static str),
+    /// The CMS signature or its certificate failed.
+    #[error("signature: {0}")]
+    Signature(#[from] SignatureError),
+    /// The approval evidence does not show the citizen approving this document.
+    #[error("approval evidence: {0}")]
+    Evidence(&'static str),
+    /// The audit-log proof does not show the approval in the signed log.
+    #[error("audit proof: {0}")]
+    Audit(&'static str),
+}
+
+/// What the pinned keys and the expected values are.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectations<'a> {
+    /// The request id the e-service got when it asked.
+    pub request_id: &'a str,
+    /// The document's digest, as the e-service computed it.
+    pub document_digest: &'a [u8],
+    /// The signing CA's certificate (DER), pinned from the service's published one.
+    pub ca_certificate: &'a [u8],
+    /// The citizen's pairwise subject.
+    pub subject: &'a str,
+    /// The identity service's origin, e.g. `https://id.gov.example`.
+    pub origin: &'a str,
+    /// The audit log's verifier key.
+    pub audit_key: &'a VerifierKey,
+}
+
+/// A result that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedSigning {
+    /// What the CMS signature says.
+    pub signature: VerifiedSignature,
+    /// The DER CMS signature, to store beside the document.
+    pub cms: Vec<u8>,
+    /// The approval's index in the audit log.
+    pub audit_index: u64,
+    /// The checkpoint it was proved against.
+    pub checkpoint: Checkpoint,
+}
+
+/// The WebAuthn challenge of a request's approval (the service derives the same one).
+pub fn approval_challenge(request_id: &str, hash_alg: &str, document_digest: &[u8]) -> Vec<u8> {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for part in [
+        b"identity-service/sign/v1".as_slice(),
+        request_id.as_bytes(),
+        hash_alg.as_bytes(),
+        document_digest,
+    ] {
+        ctx.update(&(part.len() as u32).to_be_bytes());
+        ctx.update(part);
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    digest::digest(&digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn field<'a>(v: &'a Value, path: &str) -> Result<&'a str, SigningError> {
+    v.pointer(path)
+        .and_then(Value::as_str)
+        .ok_or(SigningError::Malformed("a field is missing"))
+}
+
+fn b64url(v: &Value, path: &str) -> Result<Vec<u8>, SigningError> {
+    let s = field(v, path)?;
+    URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|_| SigningError::Malformed("a field is not base64url"))
+}
+
+/// Verifies the `signed` object of a signing result (as the service's result endpoint and
+/// the SDK's client return it).
+pub fn verify_signing_result(
+    signed: &Value,
+    expect: &Expectations<'_>,
+) -> Result<VerifiedSigning, SigningError> {
+    let cms = STANDARD
+        .decode(field(signed, "/signature")?)
+        .map_err(|_| SigningError::Malformed("the signature is not base64"))?;
+    let hash_alg = field(signed, "/hash_alg")?;
+    let signature = verify_detached(
+        &cms,
+        expect.document_digest,
+        expect.ca_certificate,
+        Some(expect.subject),
+    )?;
+    check_evidence(
+        signed
+            .get("evidence")
+            .ok_or(SigningError::Malformed("no evidence"))?,
+        expect,
+        hash_alg,
+    )?;
+    let (audit_index, checkpoint) = check_audit(
+        signed
+            .get("audit")
+            .ok_or(SigningError::Malformed("no audit proof"))?,
+        expect,
+        &cms,
+    )?;
+    Ok(VerifiedSigning {
+        signature,
+        cms,
+        audit_index,
+        checkpoint,
+    })
+}
+
+fn check_evidence(
+    ev: &Value,
+    expect: &Expectations<'_>,
+    hash_alg: &str,
+) -> Result<(), SigningError> {
+    let bad = SigningError::Evidence;
+    let challenge = approval_challenge(expect.request_id, hash_alg, expect.document_digest);
+    let client_data = b64url(ev, "/assertion/response/clientDataJSON")?;
+    let auth_data = b64url(ev, "/assertion/response/authenticatorData")?;
+    let sig = b64url(ev, "/assertion/response/signature")?;
+    let cd: Value =
+        serde_json::from_slice(&client_data).map_err(|_| bad("the client data is not JSON"))?;
+    if cd["type"] != "webauthn.get" {
+        return Err(bad("not an assertion"));
+    }
+    let signed_challenge = b64url(&cd, "/challenge")?;
+    if signed_challenge != challenge {
+        return Err(bad(
+            "the passkey approved another request or another document",
+        ));
+    }
+    // Origins compare as scheme://host[:port]; some clients add a trailing slash.
+    let origin = cd["origin"].as_str().unwrap_or("").trim_end_matches('/');
+    if origin != expect.origin.trim_end_matches('/') {
+        return Err(bad("the approval came from another origin"));
+    }
+    // The relying-party id is the origin's host or a suffix of it; the authenticator data
+    // starts with its hash, then the flags: user present (0x01) and verified (0x04).
+    let rp_id = field(ev, "/rp_id")?;
+    let host = expect
+        .origin
+        .split_once("://")
+        .map(|(_, rest)| rest.split([':', '/']).next().unwrap_or(""))
+        .unwrap_or("");
+    if !(host == rp_id || host.ends_with(&format!(".{rp_id}"))) {
+        return Err(bad("the relying-party id does not belong to the origin"));
+    }
+    if auth_data.len() < 37
+        || auth_data[..32] != *digest::digest(&digest::SHA256, rp_id.as_bytes()).as_ref()
+    {
+        return Err(bad("the authenticator data is for another relying party"));
+    }
+    if auth_data[32] & 0x05 != 0x05 {
+        return Err(bad("the citizen was not verified by the passkey"));
+    }
+    let key = cose_p256(ev.pointer("/public_key").ok_or(bad("no public key"))?)
+        .ok_or(bad("only ES256 passkeys are verified offline"))?;
+    let mut message = auth_data.clone();
+    message.extend_from_slice(digest::digest(&digest::SHA256, &client_data).as_ref());
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key)
+        .verify(&message, &sig)
+        .map_err(|_| bad("the passkey's signature does not verify"))
+}
+
+/// An uncompressed P-256 point from webauthn-rs's serialised COSE key.
+fn cose_p256(key: &Value) -> Option<Vec<u8>> {
+    let ec = key.pointer("/key/EC_EC2")?;
+    if ec["curve"] != "SECP256R1" {
+        return None;
+    }
+    let bytes = |v: &Value| -> Option<Vec<u8>> {
+        match v {
+            Value::Array(a) => a.iter().map(|b| b.as_u64().map(|b| b as u8)).collect(),
+            Value::String(s) => URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok(),
+            _ => None,
+        }
+    };
+    let (x, y) = (bytes(&ec["x"])?, bytes(&ec["y"])?);
+    if x.len() != 32 || y.len() != 32 {
+        return None;
+    }
+    let mut point = vec![4u8];
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Some(point)
+}
+
+fn check_audit(
+    audit: &Value,
+    expect: &Expectations<'_>,
+    cms: &[u8],
+) -> Result<(u64, Checkpoint), SigningError> {
+    let bad = SigningError::Audit;
+    let entry = field(audit, "/entry")?;
+    let note = field(audit, "/checkpoint")?;
+    let index = audit
+        .get("index")
+        .and_then(Value::as_u64)
+        .ok_or(SigningError::Malformed("no audit index"))?;
+    let detail = format!(
+        "detail={}:{}",
+        hex_sha256(expect.request_id.as_bytes()),
+        hex_sha256(cms)
+    );
+    let lines: Vec<&str> = entry.lines().collect();
+    if !lines.contains(&"event=signing.approved") || !lines.contains(&detail.as_str()) {
+        return Err(bad(
+            "the entry is not this request's approval of this signature",
+        ));
+    }
+    let checkpoint = Checkpoint::verify_note(note, expect.audit_key)
+        .map_err(|_| bad("the checkpoint is not signed by the pinned audit key"))?;
+    let proof: Vec<Hash> = audit
+        .get("proof")
+        .and_then(Value::as_array)
+        .ok_or(SigningError::Malformed("no proof"))?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .and_then(|b| Hash::try_from(b.as_slice()).ok())
+                .ok_or(SigningError::Malformed("a proof hash is malformed"))
+        })
+        .collect::<Result<_, _>>()?;
+    verify_inclusion(
+        index,
+        checkpoint.size,
+        &leaf_hash(entry.as_bytes()),
+        &proof,
+        &checkpoint.root,
+    )
+    .map_err(|_| bad("the entry is not in the signed log"))?;
+    Ok((index, checkpoint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_binds_request_algorithm_and_digest() {
+        let d = [1u8; 32];
+        let c = approval_challenge("r", "SHA-256", &d);
+        assert_eq!(c.len(), 32);
+        assert_ne!(c, approval_challenge("r", "SHA-512", &d));
+        assert_ne!(c, approval_challenge("s", "SHA-256", &d));
+    }
+
+    #[test]
+    fn cose_keys_parse_from_both_encodings() {
+        let arr: Vec<u8> = (0..32).collect();
+        let k = serde_json::json!({"key": {"EC_EC2": {"curve": "SECP256R1", "x": arr, "y": arr}}});
+        assert_eq!(cose_p256(&k).unwrap().len(), 65);
+        let other =
+            serde_json::json!({"key": {"EC_EC2": {"curve": "SECP384R1", "x": arr, "y": arr}}});
+        assert!(cose_p256(&other).is_none());
+    }
+}
