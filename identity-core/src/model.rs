@@ -54,7 +54,16 @@ pub const SUPPORTED_SCOPES: &[&str] = &[
     "offline_access",
     // Only for clients registered for it: the citizen's identity document number.
     "identity_document",
+    // Only for clients registered for it: the e-service may ask the citizen to sign.
+    "signing",
 ];
+
+/// Whether a scope releases citizen data (and so needs a citizen's login): every scope an
+/// authorization request may carry except `signing`, which a back end may also hold by
+/// client credentials.
+pub fn is_citizen_scope(scope: &str) -> bool {
+    SUPPORTED_SCOPES.contains(&scope) && scope != "signing"
+}
 
 /// Scopes registered for a client when none are given.
 pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email phone address offline_access";

@@ -1827,7 +1827,7 @@ impl Provider {
             &client
                 .scopes
                 .iter()
-                .filter(|s| !SUPPORTED_SCOPES.contains(s))
+                .filter(|s| !is_citizen_scope(s))
                 .collect::<Vec<_>>()
                 .join(" "),
         );
@@ -2257,6 +2257,19 @@ impl Provider {
     /// Checks a bearer access token for an API scope (the auditor's `audit`, later the
     /// signing API's `signing`); returns the client it was issued to.
     pub async fn require_scope(&self, access_token: String, scope: &'static str) -> Result<String> {
+        self.api_caller(access_token, scope)
+            .await
+            .map(|(client, _)| client)
+    }
+
+    /// Like [`Provider::require_scope`], and also the citizen when the token is a citizen's
+    /// (issued by a login, not by client credentials); a citizen's token of a revoked grant
+    /// or an inactive account is refused.
+    pub async fn api_caller(
+        &self,
+        access_token: String,
+        scope: &'static str,
+    ) -> Result<(String, Option<String>)> {
         let this = self.clone();
         blocking(move || {
             let cfg = &this.inner.config;
@@ -2267,7 +2280,21 @@ impl Provider {
             if !Scopes::parse(&claims.scope).has(scope) {
                 return Err(Error::InsufficientScope(scope));
             }
-            Ok(claims.client_id)
+            let Some(fid) = claims.fid else {
+                return Ok((claims.client_id, None));
+            };
+            let citizen = this.inner.db.with(|conn| {
+                let family: FamilyRow = token_families::table
+                    .find(&fid)
+                    .first(conn)
+                    .optional()?
+                    .ok_or(Error::InvalidToken)?;
+                if family.revoked_at.is_some() {
+                    return Err(Error::InvalidToken);
+                }
+                Ok(family.citizen_id)
+            })?;
+            Ok((claims.client_id, Some(citizen)))
         })
         .await
     }

@@ -200,6 +200,7 @@ fn scope_text(t: &Texts, scope: &str) -> &'static str {
         "address" => t.scope_address,
         "offline_access" => t.scope_offline,
         "identity_document" => t.scope_identity_document,
+        "signing" => t.scope_signing,
         _ => t.scope_other,
     }
 }
@@ -508,6 +509,74 @@ pub fn activation_page(
         button = esc(t.activate_button),
     );
     page(f, t.activate_title, &body, false)
+}
+
+/// What the approval page of a signing request shows.
+pub struct SigningView<'a> {
+    /// Request id.
+    pub id: &'a str,
+    /// CSRF token bound to the request.
+    pub csrf: &'a str,
+    /// The e-service's name.
+    pub client: &'a str,
+    /// Its department.
+    pub department: &'a str,
+    /// The document's name.
+    pub document: &'a str,
+    /// Its description.
+    pub description: Option<&'a str>,
+    /// `SHA-256` or `SHA-512`.
+    pub hash_alg: &'a str,
+    /// The hash, shortened.
+    pub hash_short: &'a str,
+    /// The identification code.
+    pub code: &'a str,
+}
+
+/// The approval page: who asks, what document, the identification code to compare, and
+/// approval with a passkey (a password cannot sign) or rejection.
+pub fn signing_page(f: &Frame<'_>, v: &SigningView<'_>) -> String {
+    let t = f.t();
+    let description = v.description.map_or_else(String::new, |d| {
+        format!(
+            "<dt>{}</dt><dd id=\"sign-description\">{}</dd>",
+            esc(t.sign_description),
+            esc(d)
+        )
+    });
+    let body = format!(
+        "<p>{asks}</p>\n\
+         <dl><dt>{doc_label}</dt><dd id=\"sign-document\">{doc}</dd>{description}\
+         <dt>{hash_label}</dt><dd><code>{alg} {hash}</code></dd></dl>\n\
+         <p>{code_label}</p><p class=\"code\" id=\"sign-code\" aria-describedby=\"code-hint\">{code}</p>\n\
+         <p id=\"code-hint\">{code_hint}</p>\n\
+         <p id=\"passkey-unavailable\" class=\"notice\">{unavailable}</p>\n\
+         <p id=\"passkey-error\" class=\"error\" role=\"alert\" tabindex=\"-1\" hidden></p>\n\
+         <form id=\"sign-form\" method=\"post\" action=\"/sign/{id}/approve\" data-start=\"/sign/{id}/start\" data-failed=\"{failed}\">\n{csrf}\n\
+         <input type=\"hidden\" name=\"ceremony\" value=\"\">\n\
+         <input type=\"hidden\" name=\"credential\" value=\"\">\n\
+         <button type=\"button\" id=\"passkey-approve\" class=\"needs-passkey\" hidden>{approve}</button>\n</form>\n\
+         <p>{password_note}</p>\n\
+         <form method=\"post\" action=\"/sign/{id}/reject\">{csrf}\
+         <button type=\"submit\" id=\"reject\">{reject}</button></form>",
+        asks = fill(t.sign_asks, &[("client", v.client), ("dept", v.department)]),
+        doc_label = esc(t.sign_document),
+        doc = esc(v.document),
+        hash_label = esc(t.sign_hash),
+        alg = esc(v.hash_alg),
+        hash = esc(v.hash_short),
+        code_label = esc(t.sign_code),
+        code = esc(v.code),
+        code_hint = esc(t.sign_code_hint),
+        unavailable = esc(t.passkey_unavailable),
+        failed = esc(t.passkey_failed),
+        id = esc(v.id),
+        csrf = hidden_csrf(v.csrf),
+        approve = esc(t.sign_approve),
+        password_note = esc(t.sign_password_note),
+        reject = esc(t.sign_reject),
+    );
+    page(f, t.sign_title, &body, true)
 }
 
 /// A short notice page.

@@ -176,6 +176,19 @@ pub struct Texts {
     pub date_of_birth: &'static str,
     pub date_of_birth_hint: &'static str,
     pub activate_button: &'static str,
+    pub scope_signing: &'static str,
+    pub sign_title: &'static str,
+    pub sign_asks: &'static str,
+    pub sign_document: &'static str,
+    pub sign_description: &'static str,
+    pub sign_hash: &'static str,
+    pub sign_code: &'static str,
+    pub sign_code_hint: &'static str,
+    pub sign_approve: &'static str,
+    pub sign_password_note: &'static str,
+    pub sign_reject: &'static str,
+    pub signed_notice: &'static str,
+    pub rejected_notice: &'static str,
 }
 
 static EN: Texts = Texts {
@@ -263,6 +276,19 @@ static EN: Texts = Texts {
     date_of_birth: "Date of birth",
     date_of_birth_hint: "As on your identity document, for example 1990-05-17.",
     activate_button: "Activate",
+    scope_signing: "Ask you to sign documents (each one needs your passkey)",
+    sign_title: "Sign a document",
+    sign_asks: "{client} ({dept}) asks you to sign a document.",
+    sign_document: "Document",
+    sign_description: "Description",
+    sign_hash: "Fingerprint of the document",
+    sign_code: "Identification code:",
+    sign_code_hint: "Check that the e-service shows the same code beside this document. If it does not, reject.",
+    sign_approve: "Approve and sign with a passkey",
+    sign_password_note: "Only your passkey can sign; a password cannot.",
+    sign_reject: "Reject",
+    signed_notice: "You signed the document. You can close this page.",
+    rejected_notice: "You rejected the request. Nothing was signed.",
 };
 
 static ZH_HANT: Texts = Texts {
@@ -350,6 +376,19 @@ static ZH_HANT: Texts = Texts {
     date_of_birth: "出生日期",
     date_of_birth_hint: "與你的身份證明文件相同，例如 1990-05-17。",
     activate_button: "啟用",
+    scope_signing: "要求你簽署文件（每次均須使用你的通行密鑰）",
+    sign_title: "簽署文件",
+    sign_asks: "{client}（{dept}）要求你簽署一份文件。",
+    sign_document: "文件",
+    sign_description: "說明",
+    sign_hash: "文件指紋",
+    sign_code: "識別碼：",
+    sign_code_hint: "請確認電子服務在此文件旁顯示相同的識別碼。如不相同，請拒絕。",
+    sign_approve: "以通行密鑰批准及簽署",
+    sign_password_note: "只有你的通行密鑰可以簽署；密碼不能簽署。",
+    sign_reject: "拒絕",
+    signed_notice: "你已簽署文件，可關閉此頁。",
+    rejected_notice: "你已拒絕此要求，沒有簽署任何文件。",
 };
 
 /// A security event's name for the account page; unknown kinds show as they are logged.

@@ -9,6 +9,7 @@ mod params;
 mod registration_api;
 mod seed;
 mod server;
+mod signing_api;
 mod web;
 
 use clap::{Parser, Subcommand};

@@ -124,6 +124,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             .configure(routes)
             .configure(crate::audit_api::routes)
             .configure(crate::registration_api::routes)
+            .configure(crate::signing_api::routes)
     })
     .workers(settings.workers)
     .shutdown_timeout(10);

@@ -109,25 +109,30 @@ fn cookie<'a>(state: &AppState, name: &'a str, value: String, path: String) -> C
         .finish()
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
 }
 
-fn html_response(status: StatusCode, body: String) -> HttpResponse {
+pub(crate) fn html_response(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body)
 }
 
-fn csrf_for(state: &AppState, purpose: &str, binding: &str) -> String {
+pub(crate) fn csrf_for(state: &AppState, purpose: &str, binding: &str) -> String {
     state.csrf.hash(&[purpose.as_bytes(), binding.as_bytes()])
 }
 
-fn check_csrf(state: &AppState, purpose: &str, binding: &str, form: &Params) -> Result<(), Error> {
+pub(crate) fn check_csrf(
+    state: &AppState,
+    purpose: &str,
+    binding: &str,
+    form: &Params,
+) -> Result<(), Error> {
     match form.get("csrf") {
         Some(t)
             if state
@@ -144,7 +149,7 @@ fn check_csrf(state: &AppState, purpose: &str, binding: &str, form: &Params) -> 
 
 /// The page language: the citizen's switch, then the e-service's `ui_locales`, then the
 /// browser's `Accept-Language`.
-fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
+pub(crate) fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
     let chosen = req.cookie(LANG_COOKIE);
     let accept = req
         .headers()
@@ -153,7 +158,7 @@ fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
     Lang::pick(chosen.as_ref().map(|c| c.value()), ui_locales, accept)
 }
 
-fn json_no_store(body: &serde_json::Value) -> HttpResponse {
+pub(crate) fn json_no_store(body: &serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body)
@@ -166,15 +171,17 @@ pub async fn api_client(
     state: &AppState,
     scope: &'static str,
 ) -> Result<String, Error> {
-    let token = req
-        .headers()
+    let token = bearer_token(req).ok_or(Error::InvalidToken)?;
+    state.provider.require_scope(token, scope).await
+}
+
+/// The bearer token of the `Authorization` header.
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(Error::InvalidToken)?
-        .trim()
-        .to_owned();
-    state.provider.require_scope(token, scope).await
+        .map(|t| t.trim().to_owned())
 }
 
 /// The link an activation or recovery code is handed over as.
@@ -186,7 +193,7 @@ pub fn activation_link(state: &AppState, code: &str) -> String {
     )
 }
 
-fn source_address(req: &HttpRequest) -> String {
+pub(crate) fn source_address(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default()
@@ -531,7 +538,7 @@ async fn passkey_login_start(
     Ok(json_no_store(&ceremony_json(begun)))
 }
 
-fn ceremony_json(begun: identity_core::provider::Ceremony) -> serde_json::Value {
+pub(crate) fn ceremony_json(begun: identity_core::provider::Ceremony) -> serde_json::Value {
     let mut options = begun.options;
     options["ceremony"] = begun.handle.into();
     options

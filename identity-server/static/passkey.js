@@ -139,6 +139,17 @@
     });
   }
 
+  // The approval of a signing request: an assertion over a challenge the server derived
+  // from this request and this document.
+  function signForm(form) {
+    document.getElementById('passkey-approve').addEventListener('click', function () {
+      start(form.getAttribute('data-start'), {}).then(function (begun) {
+        return navigator.credentials.get({ publicKey: requestOptions(begun) })
+          .then(function (cred) { submitAnswer(form, begun, assertionJSON(cred)); });
+      }).catch(function () { showError(form); });
+    });
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
     if (!(window.PublicKeyCredential && navigator.credentials && window.fetch)) {
       return; // the page's own notice says to use a password
@@ -150,5 +161,7 @@
     if (login) { loginPage(login); }
     var register = document.getElementById('passkey-register');
     if (register) { registerForm(register); }
+    var sign = document.getElementById('sign-form');
+    if (sign) { signForm(sign); }
   });
 }());

@@ -4,6 +4,8 @@
 //! Keyboard order, both languages, and the page without WebAuthn are checked on the way,
 //! and every page is saved as a screenshot under `<target>/tmp/screenshots/`.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use identity_core::model::ACR_PASSKEY;
 use identity_core::storage::Backend;
 use openidconnect::core::{
@@ -96,6 +98,8 @@ fn register_rp(server: &Server, callback: &str) -> String {
         "Test Department",
         "--redirect-uri",
         callback,
+        "--scopes",
+        "openid profile email signing",
     ]);
     out.lines()
         .find_map(|l| l.strip_prefix("client_secret: "))
@@ -109,6 +113,7 @@ async fn passkey_login_in_a_real_browser() {
     let server = Server::start(Backend::Sqlite, &[]).await;
     let callback = callback_server();
     let secret = register_rp(&server, &callback);
+    let rp_secret = secret.clone();
     let base = server.base.clone();
 
     // The browser half runs on its own thread: the CDP client blocks.
@@ -144,18 +149,19 @@ async fn passkey_login_in_a_real_browser() {
         .set_pkce_challenge(challenge)
         .url();
     login_url_tx.send(url.to_string()).unwrap();
-    let landed =
-        tokio::task::spawn_blocking(move || landed_rx.recv_timeout(Duration::from_secs(120)))
-            .await
-            .unwrap();
-    let result = browser_half.join();
-    if let Err(e) = &result {
+    let (landed, landed_rx) = tokio::task::spawn_blocking(move || {
+        (landed_rx.recv_timeout(Duration::from_secs(120)), landed_rx)
+    })
+    .await
+    .unwrap();
+    let Ok(landed) = landed else {
+        let e = browser_half.join().err();
         panic!(
             "the browser half failed: {e:?}\nserver log:\n{}",
             server.log()
         );
-    }
-    let landed = url::Url::parse(&landed.expect("the browser reached the relying party")).unwrap();
+    };
+    let landed = url::Url::parse(&landed).unwrap();
     assert_eq!(
         query(&landed, "state").as_deref(),
         Some(csrf.secret().as_str())
@@ -198,6 +204,131 @@ async fn passkey_login_in_a_real_browser() {
     );
     assert!(!amr.contains(&"pwd".to_owned()), "{amr:?}");
     assert!(claims.auth_time().is_some());
+
+    // The e-service asks the citizen to sign a document; the citizen approves in the
+    // browser with the passkey; the result verifies offline and with openssl.
+    let subject = claims.subject().as_str().to_owned();
+    let token = crate::enrolment::client_token(&server, "browser-rp", &rp_secret, "signing").await;
+    let document = b"Tenancy agreement, Flat 12A, 1 Harbour Road\n".to_vec();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &document);
+    let created: serde_json::Value = http
+        .post(server.url("/signing/requests"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "subject": subject,
+            "hash_alg": "SHA-256",
+            "document_hash": URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            "document_name": "Tenancy agreement.pdf",
+            "return_uri": callback,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request_id = created["request_id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    login_url_tx
+        .send(format!(
+            "{}\n{}",
+            created["approval_url"].as_str().unwrap(),
+            created["code"].as_str().unwrap()
+        ))
+        .unwrap();
+    let done =
+        tokio::task::spawn_blocking(move || landed_rx.recv_timeout(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    let join = browser_half.join();
+    if join.is_err() || done.is_err() {
+        panic!(
+            "the browser half failed: {:?}\nserver log:\n{}",
+            join.err(),
+            server.log()
+        );
+    }
+    let done = url::Url::parse(&done.unwrap()).unwrap();
+    assert_eq!(query(&done, "result").as_deref(), Some("signed"));
+    let result: serde_json::Value = http
+        .get(server.url(&format!("/signing/requests/{request_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["state"], "signed");
+    let ca_pem = http
+        .get(server.url("/signing/ca"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ca_der = base64::engine::general_purpose::STANDARD
+        .decode(
+            ca_pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    let audit_key = identity_sdk::audit::VerifierKey::parse(
+        http.get(server.url("/audit/key"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let verified = identity_sdk::signing::verify_signing_result(
+        &result["signed"],
+        &identity_sdk::signing::Expectations {
+            request_id: &request_id,
+            document_digest: digest.as_ref(),
+            ca_certificate: &ca_der,
+            subject: &subject,
+            origin: &server.base,
+            audit_key: &audit_key,
+        },
+    )
+    .expect("the SDK verifies the signature, the evidence and the audit proof");
+    let dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    std::fs::write(dir.path().join("SIG"), &verified.cms).unwrap();
+    std::fs::write(dir.path().join("DOC"), &document).unwrap();
+    std::fs::write(dir.path().join("CA.pem"), &ca_pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "SIG",
+            "-content",
+            "DOC",
+            "-CAfile",
+            "CA.pem",
+            "-out",
+            "/dev/null",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl cms -verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Everything the citizen does in the browser. Sends where the relying-party flow landed.
@@ -312,6 +443,22 @@ fn drive_browser(
     .unwrap();
     landed.send(page.url().unwrap()).unwrap();
 
+    // A document to sign: the approval page shows the same code as the e-service.
+    let next = login_url.recv().unwrap();
+    let (approval, code) = next.split_once('\n').unwrap();
+    page.goto(approval).unwrap();
+    page.wait_for("!document.getElementById('passkey-approve').hidden", WAIT)
+        .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+    assert_eq!(text(&mut page, "#sign-code"), code);
+    both_languages(&mut page, "sign");
+    page.click("#passkey-approve").unwrap();
+    page.wait_for(
+        &format!("location.href.startsWith({})", json!(callback)),
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}; page: {}", text(&mut page, "main")));
+    landed.send(page.url().unwrap()).unwrap();
+
     // The account page now says the session is at the passkey level; an error page too.
     page.goto(&format!("{base}/account")).unwrap();
     assert!(text(&mut page, "#assurance").contains("passkey"));
@@ -404,8 +551,6 @@ async fn enrolment_activation_and_passkey_login_in_a_real_browser() {
         .json()
         .await
         .unwrap();
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
     let id_token = tokens["id_token"].as_str().expect("an ID token");
     let claims: serde_json::Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD

@@ -9,4 +9,5 @@ mod cli;
 mod enrolment;
 mod negative;
 mod oidc;
+mod signing;
 mod util;
