@@ -31,7 +31,9 @@ pub use enrolment::{
     Registration, RegistrationUpdate,
 };
 pub use passkeys::{Ceremony, PasskeyView, WebauthnConfig, CEREMONY_TTL, REGISTRATION_FRESHNESS};
-pub use signing::{NewSigningRequest, SigningRequestView, SigningResult, SIGNING_TTL};
+pub use signing::{
+    NewSigningRequest, SigningDecision, SigningRequestView, SigningResult, SIGNING_TTL,
+};
 
 /// Lifetimes and limits of the provider, validated by the server's configuration.
 #[derive(Clone, Debug)]

@@ -230,6 +230,7 @@ diesel::table! {
         certificate -> Nullable<Text>,
         evidence -> Nullable<Text>,
         audit_from -> Nullable<BigInt>,
+        callback_uri -> Nullable<Text>,
     }
 }
 

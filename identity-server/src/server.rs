@@ -50,6 +50,11 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         // Behind a TLS-terminating proxy the server speaks HTTP but citizens use https: the
         // public URL, not the listener, decides.
         secure_cookies: settings.public_url.scheme() == "https",
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("outgoing HTTP client: {e}"))?,
     };
     let max_body = settings.max_body_bytes;
     // Checkpoints every few seconds while entries arrive. Each replica may try; the audit

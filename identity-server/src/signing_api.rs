@@ -38,6 +38,7 @@ struct CreateBody {
     document_name: String,
     description: Option<String>,
     return_uri: Option<String>,
+    callback_uri: Option<String>,
 }
 
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<(String, Option<String>), Error> {
@@ -65,6 +66,7 @@ async fn create(
                 document_name: b.document_name,
                 description: b.description,
                 return_uri: b.return_uri,
+                callback_uri: b.callback_uri,
             },
         )
         .await?;
@@ -165,6 +167,28 @@ async fn start(
     Ok(crate::web::json_no_store(&crate::web::ceremony_json(begun)))
 }
 
+/// Tells the e-service that the citizen decided: a POST of `{request_id, state}` (never the
+/// result, which it fetches with its own credentials), retried with backoff, in the
+/// background so the citizen's page does not wait for the e-service.
+fn notify(state: &AppState, uri: Option<String>, id: &str, outcome: &'static str) {
+    let Some(uri) = uri else { return };
+    let (client, id) = (state.http.clone(), id.to_owned());
+    tokio::spawn(async move {
+        let body = json!({ "request_id": id, "state": outcome });
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt * attempt)))
+                    .await;
+            }
+            match client.post(&uri).json(&body).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, "signing callback refused"),
+                Err(e) => tracing::warn!(error = %e, attempt, "signing callback failed"),
+            }
+        }
+    });
+}
+
 /// Where the citizen goes after deciding: back to the e-service with the outcome, or a
 /// notice when it gave no return address.
 fn decided(req: &HttpRequest, id: &str, back: Option<String>, outcome: &str) -> HttpResponse {
@@ -197,7 +221,7 @@ async fn approve(
     let form = Params::parse(&body);
     form.check()?;
     crate::web::check_csrf(&state, "sign", &id, &form)?;
-    let back = state
+    let d = state
         .provider
         .approve_signing(
             id.clone(),
@@ -206,7 +230,8 @@ async fn approve(
             &crate::web::source_address(&req),
         )
         .await?;
-    Ok(decided(&req, &id, back, "signed"))
+    notify(&state, d.callback_uri, &id, "signed");
+    Ok(decided(&req, &id, d.return_uri, "signed"))
 }
 
 async fn reject(
@@ -219,6 +244,7 @@ async fn reject(
     let form = Params::parse(&body);
     form.check()?;
     crate::web::check_csrf(&state, "sign", &id, &form)?;
-    let back = state.provider.reject_signing(id.clone()).await?;
-    Ok(decided(&req, &id, back, "rejected"))
+    let d = state.provider.reject_signing(id.clone()).await?;
+    notify(&state, d.callback_uri, &id, "rejected");
+    Ok(decided(&req, &id, d.return_uri, "rejected"))
 }

@@ -32,6 +32,8 @@ pub struct AppState {
     pub csrf: KeyedHash,
     /// Whether cookies must be `Secure`.
     pub secure_cookies: bool,
+    /// Outgoing calls (signing callbacks): rustls, short timeouts, no redirects.
+    pub http: reqwest::Client,
 }
 
 const SESSION_COOKIE: &str = "idp_session";

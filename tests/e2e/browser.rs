@@ -30,15 +30,39 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
 }
 
-/// A relying party's redirect URI that answers, so the browser lands somewhere readable.
-fn callback_server() -> String {
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A relying party's redirect URI that answers, so the browser lands somewhere readable,
+/// and records every request (`METHOD path body`), so a callback can be checked.
+fn callback_server_seeing() -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Default::default();
+    let record = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut line = String::new();
             let mut reader = BufReader::new(&stream);
             let _ = reader.read_line(&mut line);
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length.min(1 << 16)];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let mut words = line.split_whitespace();
+            record.lock().unwrap().push(format!(
+                "{} {} {}",
+                words.next().unwrap_or(""),
+                words.next().unwrap_or(""),
+                String::from_utf8_lossy(&body)
+            ));
             let mut out = &stream;
             let _ = out.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n\
@@ -46,7 +70,11 @@ fn callback_server() -> String {
             );
         }
     });
-    format!("http://localhost:{port}/callback")
+    (format!("http://localhost:{port}/callback"), seen)
+}
+
+fn callback_server() -> String {
+    callback_server_seeing().0
 }
 
 /// Saves a screenshot of this page, then switches the language, checks it switched, saves
@@ -111,7 +139,7 @@ fn register_rp(server: &Server, callback: &str) -> String {
 #[ignore = "needs Debian's chromium (apt-get install chromium); .ci/run installs it and runs this"]
 async fn passkey_login_in_a_real_browser() {
     let server = Server::start(Backend::Sqlite, &[]).await;
-    let callback = callback_server();
+    let (callback, seen) = callback_server_seeing();
     let secret = register_rp(&server, &callback);
     let rp_secret = secret.clone();
     let base = server.base.clone();
@@ -220,6 +248,7 @@ async fn passkey_login_in_a_real_browser() {
             "document_hash": URL_SAFE_NO_PAD.encode(digest.as_ref()),
             "document_name": "Tenancy agreement.pdf",
             "return_uri": callback,
+            "callback_uri": format!("{callback}/signing"),
         }))
         .send()
         .await
@@ -252,6 +281,20 @@ async fn passkey_login_in_a_real_browser() {
     }
     let done = url::Url::parse(&done.unwrap()).unwrap();
     assert_eq!(query(&done, "result").as_deref(), Some("signed"));
+    // The e-service was also told, by a POST to its callback (the decision, not the result).
+    let expected = format!(
+        "POST /callback/signing {}",
+        json!({"request_id": request_id, "state": "signed"})
+    );
+    let mut told = false;
+    for _ in 0..100 {
+        if seen.lock().unwrap().contains(&expected) {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(told, "no callback among {:?}", seen.lock().unwrap());
     let result: serde_json::Value = http
         .get(server.url(&format!("/signing/requests/{request_id}")))
         .bearer_auth(&token)

@@ -40,6 +40,18 @@ pub struct NewSigningRequest {
     pub description: Option<String>,
     /// Where the citizen's browser goes after deciding.
     pub return_uri: Option<String>,
+    /// Where the service POSTs `{request_id, state}` once the citizen decided, so the
+    /// e-service need not poll; it then fetches the result with its own credentials.
+    pub callback_uri: Option<String>,
+}
+
+/// What follows a citizen's decision.
+#[derive(Clone, Debug, Default)]
+pub struct SigningDecision {
+    /// Where the citizen's browser goes.
+    pub return_uri: Option<String>,
+    /// Where to notify the e-service.
+    pub callback_uri: Option<String>,
 }
 
 /// A signing request as its e-service and the approval page see it.
@@ -220,7 +232,7 @@ impl Provider {
                 "description must be at most 1000 characters".into(),
             ));
         }
-        if let Some(uri) = &new.return_uri {
+        for uri in [&new.return_uri, &new.callback_uri].into_iter().flatten() {
             check_redirect_uri(uri)?;
         }
         let client_id = client_id.to_owned();
@@ -272,6 +284,7 @@ impl Provider {
                         signing_requests::document_name.eq(&name),
                         signing_requests::description.eq(&new.description),
                         signing_requests::return_uri.eq(&new.return_uri),
+                        signing_requests::callback_uri.eq(&new.callback_uri),
                         signing_requests::code.eq(&code),
                         signing_requests::state.eq("pending"),
                         signing_requests::created_at.eq(now),
@@ -356,7 +369,7 @@ impl Provider {
         handle: String,
         answer: &str,
         source: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<SigningDecision> {
         let cred: PublicKeyCredential = serde_json::from_str(answer).map_err(|_| {
             Error::InvalidRequest("the answer from the passkey was malformed".into())
         })?;
@@ -464,14 +477,24 @@ impl Provider {
                         .source(&source)
                         .detail(detail),
                 );
-                Ok(row.8.clone())
+                Ok(SigningDecision {
+                    return_uri: row.8.clone(),
+                    callback_uri: Self::callback_of(conn, &row.0)?,
+                })
             })
         })
         .await
     }
 
+    fn callback_of(conn: &mut DbConnection, id: &str) -> Result<Option<String>> {
+        Ok(signing_requests::table
+            .find(id)
+            .select(signing_requests::callback_uri)
+            .first::<Option<String>>(conn)?)
+    }
+
     /// The citizen rejects a request.
-    pub async fn reject_signing(&self, id: String) -> Result<Option<String>> {
+    pub async fn reject_signing(&self, id: String) -> Result<SigningDecision> {
         self.run(move |this, ev| {
             this.audited_tx(ev, |conn, ev| {
                 let now = this.inner.clock.now();
@@ -497,7 +520,10 @@ impl Provider {
                         .citizen(&row.2)
                         .detail(&id),
                 );
-                Ok(row.8)
+                Ok(SigningDecision {
+                    return_uri: row.8,
+                    callback_uri: Self::callback_of(conn, &id)?,
+                })
             })
         })
         .await

@@ -45,10 +45,14 @@ impl Signing {
             document_name: "Driving licence application.pdf".into(),
             description: Some("Please sign your application".into()),
             return_uri: Some(REDIRECT.into()),
+            callback_uri: Some("https://eservice.example/signed".into()),
         }
     }
 
-    async fn approve(&mut self, id: &str) -> Result<Option<String>, Error> {
+    async fn approve(
+        &mut self,
+        id: &str,
+    ) -> Result<identity_core::provider::SigningDecision, Error> {
         let c = self
             .f
             .provider
@@ -104,8 +108,12 @@ pub async fn document_signed_with_a_passkey(backend: Backend) {
             .state,
         "pending"
     );
-    let back = s.approve(&view.id).await.unwrap();
-    assert_eq!(back.as_deref(), Some(REDIRECT));
+    let decided = s.approve(&view.id).await.unwrap();
+    assert_eq!(decided.return_uri.as_deref(), Some(REDIRECT));
+    assert_eq!(
+        decided.callback_uri.as_deref(),
+        Some("https://eservice.example/signed")
+    );
 
     let result =
         s.f.provider

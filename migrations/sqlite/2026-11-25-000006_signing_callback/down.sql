@@ -1,0 +1,1 @@
+ALTER TABLE signing_requests DROP COLUMN callback_uri;
