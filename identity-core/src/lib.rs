@@ -8,6 +8,7 @@
 //! ```
 
 pub mod audit;
+pub mod client_auth;
 pub mod clock;
 pub mod crypto;
 pub mod error;

@@ -209,12 +209,16 @@ pub struct Client {
     pub id_token_alg: SigningAlg,
     /// The lowest assurance it accepts (`acr`), whatever a request asks for.
     pub min_acr: Option<String>,
+    /// Its public keys (a JWKS) for `private_key_jwt`.
+    pub jwks: Option<String>,
+    /// A FAPI 2.0 client: `private_key_jwt` and pushed authorization requests only.
+    pub fapi: bool,
 }
 
 impl Client {
-    /// Whether the client authenticates with a secret.
+    /// Whether the client authenticates (with a secret or a key).
     pub fn is_confidential(&self) -> bool {
-        self.secret_hash.is_some()
+        self.secret_hash.is_some() || self.jwks.is_some()
     }
 }
 
@@ -241,6 +245,10 @@ pub struct NewClient {
     pub secret: Option<ClientSecret>,
     /// The lowest `acr` it accepts; one of [`ACR_PASSWORD`] or [`ACR_PASSKEY`].
     pub min_acr: Option<String>,
+    /// Public keys (a JWKS, JSON) for `private_key_jwt`; such a client gets no secret.
+    pub jwks: Option<String>,
+    /// Registered as FAPI 2.0.
+    pub fapi: bool,
 }
 
 /// A client secret, shown once at registration. Its `Debug` never shows it.

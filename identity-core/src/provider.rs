@@ -226,6 +226,13 @@ pub enum ClientAuth {
         /// Client id.
         id: String,
     },
+    /// `private_key_jwt`: a JWT signed with the client's key.
+    Assertion {
+        /// `client_id`, if the request carried one (else the assertion's `iss`).
+        id: Option<String>,
+        /// The `client_assertion`.
+        assertion: String,
+    },
 }
 
 impl fmt::Debug for ClientAuth {
@@ -233,6 +240,7 @@ impl fmt::Debug for ClientAuth {
         match self {
             ClientAuth::Secret { id, .. } => write!(f, "Secret({id}, <redacted>)"),
             ClientAuth::None { id } => write!(f, "None({id})"),
+            ClientAuth::Assertion { id, .. } => write!(f, "Assertion({id:?}, <redacted>)"),
         }
     }
 }
@@ -322,6 +330,8 @@ struct ClientRow {
     id_token_alg: String,
     _created_at: i64,
     min_acr: Option<String>,
+    jwks: Option<String>,
+    fapi: i32,
 }
 
 impl ClientRow {
@@ -336,6 +346,8 @@ impl ClientRow {
             scopes: Scopes::parse(&self.scopes),
             id_token_alg: SigningAlg::parse(&self.id_token_alg)?,
             min_acr: self.min_acr,
+            jwks: self.jwks,
+            fapi: self.fapi != 0,
         })
     }
 }
@@ -628,7 +640,17 @@ impl Provider {
                 "client id must be 1-128 visible ASCII characters".into(),
             ));
         }
-        let secret = (!new.public).then(|| {
+        if let Some(jwks) = &new.jwks {
+            crate::client_auth::parse_client_jwks(jwks)?;
+        }
+        if new.fapi && new.jwks.is_none() {
+            return Err(Error::InvalidRequest(
+                "a FAPI client authenticates with private_key_jwt: register its public keys (jwks)"
+                    .into(),
+            ));
+        }
+        // A client with registered keys authenticates with them, never with a secret.
+        let secret = (!new.public && new.jwks.is_none()).then(|| {
             new.secret
                 .clone()
                 .unwrap_or_else(|| ClientSecret::new(random_token()))
@@ -657,6 +679,8 @@ impl Provider {
             scopes,
             id_token_alg: alg,
             min_acr: new.min_acr,
+            jwks: new.jwks,
+            fapi: new.fapi,
         };
         let now = self.inner.clock.now();
         self.inner.db.with(|conn| {
@@ -674,6 +698,8 @@ impl Provider {
                     clients::id_token_alg.eq(client.id_token_alg.as_str()),
                     clients::created_at.eq(now),
                     clients::min_acr.eq(&client.min_acr),
+                    clients::jwks.eq(&client.jwks),
+                    clients::fapi.eq(i32::from(client.fapi)),
                 ))
                 .execute(conn)
                 .map_err(|e| match Error::from(e) {
@@ -1510,8 +1536,15 @@ impl Provider {
         let (id, secret) = match auth {
             ClientAuth::Secret { id, secret } => (id, Some(secret)),
             ClientAuth::None { id } => (id, None),
+            ClientAuth::Assertion { id, assertion } => {
+                return self.authenticate_assertion(conn, id.as_deref(), assertion)
+            }
         };
         let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
+        // A client with registered keys proves itself with them, and only with them.
+        if client.jwks.is_some() {
+            return Err(Error::InvalidClient);
+        }
         match (&client.secret_hash, secret) {
             (Some(hash), Some(secret)) => {
                 if !self
@@ -1528,6 +1561,74 @@ impl Provider {
         Ok(client)
     }
 
+    /// `private_key_jwt`: the assertion verifies with one of the client's keys, and its
+    /// `jti` has not been seen before (recorded until the assertion expires, in the database,
+    /// so a replay to another replica is refused too).
+    fn authenticate_assertion(
+        &self,
+        conn: &mut DbConnection,
+        id: Option<&str>,
+        assertion: &str,
+    ) -> Result<Client> {
+        let issuer = crate::client_auth::unverified_issuer(assertion);
+        let id = match (id, issuer.as_deref()) {
+            (Some(id), _) => id,
+            (None, Some(iss)) => iss,
+            (None, None) => return Err(Error::InvalidClient),
+        };
+        let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
+        let jwks = client.jwks.as_deref().ok_or(Error::InvalidClient)?;
+        let iss = &self.inner.config.issuer;
+        let audiences = [
+            iss.clone(),
+            format!("{iss}/token"),
+            format!("{iss}/par"),
+            format!("{iss}/revoke"),
+            format!("{iss}/introspect"),
+        ];
+        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let now = self.inner.clock.now();
+        let checked =
+            crate::client_auth::verify_assertion(assertion, &client.id, jwks, &audiences, now)?;
+        self.record_jti(
+            conn,
+            "client-assertion",
+            &client.id,
+            &checked.jti,
+            checked.exp,
+        )?;
+        Ok(client)
+    }
+
+    /// Records a single-use `jti` until `expires_at`; a second use is refused.
+    pub(crate) fn record_jti(
+        &self,
+        conn: &mut DbConnection,
+        kind: &str,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        let key = token_hash(&format!("{kind}\0{issuer}\0{jti}"));
+        let fresh = jti_records::table
+            .find(&key)
+            .count()
+            .get_result::<i64>(conn)?
+            == 0;
+        let inserted = fresh
+            && diesel::insert_into(jti_records::table)
+                .values((
+                    jti_records::key.eq(&key),
+                    jti_records::expires_at.eq(expires_at),
+                ))
+                .execute(conn)
+                .is_ok();
+        if !inserted {
+            return Err(Error::InvalidClient);
+        }
+        Ok(())
+    }
+
     /// The token endpoint: authenticates the client and runs the grant.
     pub async fn token(&self, auth: ClientAuth, input: TokenInput) -> Result<TokenResponse> {
         self.run(move |this, ev| this.token_blocking(auth, input, ev))
@@ -1542,6 +1643,10 @@ impl Provider {
     ) -> Result<TokenResponse> {
         let claimed_id = match &auth {
             ClientAuth::Secret { id, .. } | ClientAuth::None { id } => id.clone(),
+            ClientAuth::Assertion { id, assertion } => id
+                .clone()
+                .or_else(|| crate::client_auth::unverified_issuer(assertion))
+                .unwrap_or_default(),
         };
         let client = match self.inner.db.with(|conn| self.authenticate(conn, &auth)) {
             Ok(c) => c,
@@ -1984,6 +2089,8 @@ impl Provider {
                 webauthn_ceremonies::table.filter(webauthn_ceremonies::expires_at.le(now)),
             )
             .execute(conn)?;
+            n += diesel::delete(jti_records::table.filter(jti_records::expires_at.le(now)))
+                .execute(conn)?;
             n += diesel::delete(
                 throttles::table
                     .filter(throttles::last_failure_at.le(now - 86_400))

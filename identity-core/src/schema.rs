@@ -41,6 +41,8 @@ diesel::table! {
         id_token_alg -> Text,
         created_at -> BigInt,
         min_acr -> Nullable<Text>,
+        jwks -> Nullable<Text>,
+        fapi -> Integer,
     }
 }
 
@@ -234,6 +236,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    jti_records (key) {
+        key -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     citizens,
     password_credentials,
@@ -253,6 +262,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_ca,
     citizen_signing_keys,
     signing_requests,
+    jti_records,
 );
 
 diesel::joinable!(password_credentials -> citizens (citizen_id));

@@ -68,6 +68,7 @@ both!(
     identity_document_only_to_registered_clients,
     document_signed_with_a_passkey,
     signing_refusals,
+    private_key_jwt_and_its_refusals,
 );
 
 #[path = "provider/passkeys.rs"]
@@ -79,6 +80,9 @@ use enrolment::*;
 #[path = "provider/signing.rs"]
 mod signing;
 use signing::*;
+#[path = "provider/fapi.rs"]
+mod fapi;
+use fapi::*;
 
 struct Fixture {
     provider: Provider,
@@ -149,6 +153,8 @@ fn client(id: &str, dept: &str, public: bool) -> NewClient {
         id_token_alg: None,
         secret: None,
         min_acr: None,
+        jwks: None,
+        fapi: false,
     }
 }
 

@@ -106,6 +106,14 @@ enum ClientCommand {
         /// urn:identity-service:acr:2 makes every login to it use a passkey.
         #[arg(long)]
         min_acr: Option<String>,
+        /// A file holding the client's public keys (a JWKS) for private_key_jwt; the client
+        /// then gets no secret.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Register as FAPI 2.0: private_key_jwt (needs --jwks) and pushed authorization
+        /// requests only.
+        #[arg(long)]
+        fapi: bool,
     },
     /// List registered e-services.
     List,
@@ -325,7 +333,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                     public,
                     id_token_alg,
                     min_acr,
+                    jwks,
+                    fapi,
                 } => {
+                    let jwks =
+                        match jwks {
+                            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                                format!("--jwks: cannot read {}: {e}", path.display())
+                            })?),
+                            None => None,
+                        };
                     let (client, secret) = provider
                         .register_client(NewClient {
                             id,
@@ -338,6 +355,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                             id_token_alg,
                             secret: None,
                             min_acr,
+                            jwks,
+                            fapi,
                         })
                         .await
                         .map_err(|e| e.to_string())?;
@@ -347,6 +366,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                             "client_secret: {}\n(shown once: only a keyed hash is stored)",
                             s.expose()
                         ),
+                        None if client.jwks.is_some() => {
+                            println!(
+                                "private_key_jwt client: authenticates with its registered keys"
+                            )
+                        }
                         None => println!("public client: no secret; PKCE is required"),
                     }
                 }

@@ -60,6 +60,8 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             id_token_alg: None,
             secret: c.secret.map(ClientSecret::new),
             min_acr: c.min_acr,
+            jwks: None,
+            fapi: false,
         };
         match provider.register_client(new).await {
             Ok(_) => added.push(format!("client {}", c.id)),

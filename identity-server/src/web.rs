@@ -214,8 +214,8 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "userinfo_endpoint": format!("{iss}/userinfo"),
             "revocation_endpoint": format!("{iss}/revoke"),
             "introspection_endpoint": format!("{iss}/introspect"),
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "jwks_uri": format!("{iss}/jwks"),
             "scopes_supported": SUPPORTED_SCOPES,
             "response_types_supported": ["code"],
@@ -224,7 +224,8 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
             "userinfo_signing_alg_values_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "token_endpoint_auth_signing_alg_values_supported": identity_core::client_auth::ASSERTION_ALGS,
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": SUPPORTED_CLAIMS,
             "claims_parameter_supported": false,
@@ -600,6 +601,25 @@ fn client_auth(req: &HttpRequest, form: &Params) -> Result<ClientAuth, Error> {
             }
         }
     };
+    if let Some(kind) = form.get("client_assertion_type") {
+        if kind != identity_core::client_auth::ASSERTION_TYPE {
+            return Err(Error::InvalidRequest(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+        }
+        let assertion = form
+            .get("client_assertion")
+            .ok_or_else(|| Error::InvalidRequest("the client_assertion is missing".into()))?;
+        if basic.is_some() || form.get("client_secret").is_some() {
+            return Err(Error::InvalidRequest(
+                "use one client authentication method, not both".into(),
+            ));
+        }
+        return Ok(ClientAuth::Assertion {
+            id: form.get("client_id"),
+            assertion,
+        });
+    }
     match (basic, form.get("client_id"), form.get("client_secret")) {
         (Some(_), _, Some(_)) => Err(Error::InvalidRequest(
             "use one client authentication method, not both".into(),

@@ -1,0 +1,3 @@
+DROP TABLE jti_records;
+ALTER TABLE clients DROP COLUMN fapi;
+ALTER TABLE clients DROP COLUMN jwks;
