@@ -36,7 +36,19 @@ pub fn parse_client_jwks(text: &str) -> Result<JwkSet> {
     if text.len() > MAX_JWKS_BYTES {
         return Err(bad("too large"));
     }
-    let set: JwkSet = serde_json::from_str(text).map_err(|_| bad("not a JWK set"))?;
+    // Private members are looked for in the raw JSON: the typed JWK drops what it does not
+    // know, and a private key must not be stored even by mistake.
+    let raw: serde_json::Value = serde_json::from_str(text).map_err(|_| bad("not a JWK set"))?;
+    let private = ["d", "p", "q", "dp", "dq", "qi", "k"];
+    if raw["keys"].as_array().is_some_and(|keys| {
+        keys.iter()
+            .any(|k| private.iter().any(|m| k.get(m).is_some()))
+    }) {
+        return Err(bad(
+            "a private key was registered; register public keys only",
+        ));
+    }
+    let set: JwkSet = serde_json::from_value(raw).map_err(|_| bad("not a JWK set"))?;
     if set.keys.is_empty() || set.keys.len() > MAX_KEYS {
         return Err(bad("must hold 1 to 10 keys"));
     }
