@@ -135,7 +135,7 @@ pub struct Session {
 }
 
 /// The parameters of an authorization request, as the server parsed them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AuthorizeInput {
     /// `client_id`.
     pub client_id: Option<String>,
@@ -169,6 +169,9 @@ pub struct AuthorizeInput {
     pub request_uri: Option<String>,
     /// Names of parameters that appeared more than once.
     pub repeated: Vec<String>,
+    /// Set when the parameters came from a pushed authorization request.
+    #[serde(skip)]
+    pub pushed: bool,
 }
 
 /// What the browser should do next.
@@ -1105,10 +1108,124 @@ impl Provider {
     ) -> Result<Step> {
         self.run(move |this, ev| {
             this.audited_tx(ev, |conn, ev| {
+                let input = match &input.request_uri {
+                    Some(uri) => this.pushed_request(conn, uri, input.client_id.as_deref())?,
+                    None => input,
+                };
                 this.authorize_blocking(conn, input, session.as_ref(), ev)
             })
         })
         .await
+    }
+
+    /// The lifetime of a pushed request's `request_uri`.
+    pub const PAR_TTL: i64 = 60;
+
+    /// A pushed authorization request (RFC 9126): the client authenticates, the request is
+    /// checked exactly as `/authorize` would check it, and its parameters wait under a
+    /// single-use `request_uri` bound to the client. Returns it and its lifetime.
+    pub async fn push_authorization_request(
+        &self,
+        auth: ClientAuth,
+        input: AuthorizeInput,
+    ) -> Result<(String, i64)> {
+        self.run(move |this, _| {
+            let client = this.inner.db.with(|conn| this.authenticate(conn, &auth))?;
+            if input.client_id.as_deref().is_some_and(|c| c != client.id) {
+                return Err(Error::InvalidRequest(
+                    "client_id does not match the authenticated client".into(),
+                ));
+            }
+            if input.request_uri.is_some() {
+                return Err(Error::InvalidRequest(
+                    "request_uri cannot be pushed; push the parameters themselves".into(),
+                ));
+            }
+            let mut input = AuthorizeInput {
+                client_id: Some(client.id.clone()),
+                ..input
+            };
+            input.pushed = true;
+            // The same checks as /authorize, run in a transaction that is always rolled
+            // back: one set of rules, and nothing left behind by the check.
+            let mut outcome = None;
+            let _ = this.inner.db.tx(|conn| -> Result<()> {
+                outcome = Some(this.authorize_blocking(conn, input.clone(), None, &mut Vec::new()));
+                Err(Error::internal("validation only"))
+            });
+            match outcome.ok_or_else(|| Error::internal("PAR validation did not run"))?? {
+                Step::Redirect(url) => {
+                    let q = |name: &str| {
+                        url::Url::parse(&url).ok().and_then(|u| {
+                            u.query_pairs()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.into_owned())
+                        })
+                    };
+                    let description = q("error_description").unwrap_or_default();
+                    return Err(match q("error").as_deref() {
+                        Some("invalid_scope") => Error::InvalidScope(description),
+                        _ => Error::InvalidRequest(description),
+                    });
+                }
+                Step::Interact(_) => {}
+            }
+            let uri = format!("urn:ietf:params:oauth:request_uri:{}", random_token());
+            let now = this.inner.clock.now();
+            let params = serde_json::to_string(&input).map_err(Error::internal)?;
+            this.inner.db.with(|conn| {
+                diesel::insert_into(par_requests::table)
+                    .values((
+                        par_requests::request_uri_hash.eq(token_hash(&uri)),
+                        par_requests::client_id.eq(&client.id),
+                        par_requests::params.eq(&params),
+                        par_requests::expires_at.eq(now + Self::PAR_TTL),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })?;
+            Ok((uri, Self::PAR_TTL))
+        })
+        .await
+    }
+
+    /// Takes a pushed request for `/authorize`: once, before it expires, and only for the
+    /// client that pushed it. Any other parameter of the browser's request is ignored.
+    fn pushed_request(
+        &self,
+        conn: &mut DbConnection,
+        uri: &str,
+        client_id: Option<&str>,
+    ) -> Result<AuthorizeInput> {
+        let refused = || {
+            Error::InvalidRequest(
+                "the request_uri is unknown, expired, already used or not this e-service's; start again at the e-service".into(),
+            )
+        };
+        let hash = token_hash(uri);
+        let row: Option<(String, String, i64)> = par_requests::table
+            .find(&hash)
+            .select((
+                par_requests::client_id,
+                par_requests::params,
+                par_requests::expires_at,
+            ))
+            .first(conn)
+            .optional()?;
+        let Some((owner, params, expires_at)) = row else {
+            return Err(refused());
+        };
+        if client_id != Some(owner.as_str()) {
+            return Err(refused());
+        }
+        // Single use: deleted whether or not it is still valid.
+        let taken = diesel::delete(par_requests::table.find(&hash)).execute(conn)?;
+        if taken != 1 || expires_at <= self.inner.clock.now() {
+            return Err(refused());
+        }
+        let mut input: AuthorizeInput = serde_json::from_str(&params).map_err(Error::internal)?;
+        input.pushed = true;
+        Ok(input)
     }
 
     fn authorize_blocking(
@@ -1153,7 +1270,13 @@ impl Provider {
             return fail("request_not_supported", "request objects are not supported");
         }
         if input.request_uri.is_some() {
-            return fail("request_uri_not_supported", "request_uri is not supported");
+            return fail("invalid_request_uri", "the request_uri cannot be used here");
+        }
+        if client.fapi && !input.pushed {
+            return fail(
+                "invalid_request",
+                "this e-service must push its authorization requests (PAR)",
+            );
         }
         if let Some(p) = input.repeated.first() {
             return fail("invalid_request", &format!("the {p} parameter is repeated"));
@@ -2090,6 +2213,8 @@ impl Provider {
             )
             .execute(conn)?;
             n += diesel::delete(jti_records::table.filter(jti_records::expires_at.le(now)))
+                .execute(conn)?;
+            n += diesel::delete(par_requests::table.filter(par_requests::expires_at.le(now)))
                 .execute(conn)?;
             n += diesel::delete(
                 throttles::table

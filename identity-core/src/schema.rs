@@ -243,6 +243,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    par_requests (request_uri_hash) {
+        request_uri_hash -> Text,
+        client_id -> Text,
+        params -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     citizens,
     password_credentials,
@@ -263,6 +272,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     citizen_signing_keys,
     signing_requests,
     jti_records,
+    par_requests,
 );
 
 diesel::joinable!(password_credentials -> citizens (citizen_id));

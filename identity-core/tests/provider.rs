@@ -69,6 +69,7 @@ both!(
     document_signed_with_a_passkey,
     signing_refusals,
     private_key_jwt_and_its_refusals,
+    pushed_authorization_requests,
 );
 
 #[path = "provider/passkeys.rs"]

@@ -57,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(interaction_consent),
     )
     .route("/token", web::post().to(token))
+    .route("/par", web::post().to(par))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/revoke", web::post().to(revoke))
@@ -232,6 +233,8 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
             "authorization_response_iss_parameter_supported": true,
+            "pushed_authorization_request_endpoint": format!("{iss}/par"),
+            "require_pushed_authorization_requests": false,
             "prompt_values_supported": ["none", "login", "consent"],
             "acr_values_supported": [ACR_PASSWORD, ACR_PASSKEY],
             "ui_locales_supported": ["en", "zh-Hant"],
@@ -263,24 +266,7 @@ async fn authorize(
         Params::parse(req.query_string().as_bytes())
     };
     p.check()?;
-    let input = AuthorizeInput {
-        client_id: p.get("client_id"),
-        redirect_uri: p.get("redirect_uri"),
-        response_type: p.get("response_type"),
-        scope: p.get("scope"),
-        state: p.get("state"),
-        nonce: p.get("nonce"),
-        code_challenge: p.get("code_challenge"),
-        code_challenge_method: p.get("code_challenge_method"),
-        prompt: p.get("prompt"),
-        max_age: p.get("max_age"),
-        login_hint: p.get("login_hint"),
-        ui_locales: p.get("ui_locales"),
-        acr_values: p.get("acr_values"),
-        request: p.get("request"),
-        request_uri: p.get("request_uri"),
-        repeated: p.repeated().to_vec(),
-    };
+    let input = authorize_input(&p);
     match state
         .provider
         .authorize(input, session_cookie(&req))
@@ -301,6 +287,50 @@ async fn authorize(
             Ok(resp)
         }
     }
+}
+
+/// The parameters of an authorization request, at `/authorize` or pushed to `/par`.
+fn authorize_input(p: &Params) -> AuthorizeInput {
+    AuthorizeInput {
+        client_id: p.get("client_id"),
+        redirect_uri: p.get("redirect_uri"),
+        response_type: p.get("response_type"),
+        scope: p.get("scope"),
+        state: p.get("state"),
+        nonce: p.get("nonce"),
+        code_challenge: p.get("code_challenge"),
+        code_challenge_method: p.get("code_challenge_method"),
+        prompt: p.get("prompt"),
+        max_age: p.get("max_age"),
+        login_hint: p.get("login_hint"),
+        ui_locales: p.get("ui_locales"),
+        acr_values: p.get("acr_values"),
+        request: p.get("request"),
+        request_uri: p.get("request_uri"),
+        repeated: p.repeated().to_vec(),
+        pushed: false,
+    }
+}
+
+/// RFC 9126: the client pushes its authorization request and gets a `request_uri`.
+async fn par(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Params::parse(&body);
+    form.check()?;
+    if let Some(p) = form.repeated().first() {
+        return Err(Error::InvalidRequest(format!("the {p} parameter is repeated")).into());
+    }
+    let auth = client_auth(&req, &form)?;
+    let (request_uri, expires_in) = state
+        .provider
+        .push_authorization_request(auth, authorize_input(&form))
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "request_uri": request_uri, "expires_in": expires_in })))
 }
 
 fn bound_interaction(req: &HttpRequest, id: &str) -> Result<(), Error> {

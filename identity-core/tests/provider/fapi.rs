@@ -173,3 +173,128 @@ pub async fn private_key_jwt_and_its_refusals(backend: Backend) {
         Err(Error::InvalidRequest(_))
     ));
 }
+
+/// A FAPI client with its key, registered in the fixture.
+async fn fapi_client(f: &Fixture, id: &str) -> ClientKey {
+    let key = ClientKey::new("k1");
+    let mut new = client(id, "Dept F", false);
+    new.jwks = Some(key.jwks.clone());
+    new.fapi = true;
+    f.provider.register_client(new).await.unwrap();
+    key
+}
+
+fn assertion_auth(key: &ClientKey, id: &str, now: i64) -> ClientAuth {
+    ClientAuth::Assertion {
+        id: Some(id.into()),
+        assertion: key.sign("k1", &assertion_claims(id, now)),
+    }
+}
+
+pub async fn pushed_authorization_requests(backend: Backend) {
+    let f = fixture(backend).await;
+    let key = fapi_client(&f, "dept-fapi").await;
+    let now = f.clock.now();
+    let push = |input: AuthorizeInput| {
+        let p = f.provider.clone();
+        let auth = assertion_auth(&key, "dept-fapi", now);
+        async move { p.push_authorization_request(auth, input).await }
+    };
+    let by_uri = |uri: &str, client: &str| AuthorizeInput {
+        client_id: Some(client.into()),
+        request_uri: Some(uri.into()),
+        ..Default::default()
+    };
+
+    // The whole flow: push, authorize by reference, redeem the code with an assertion.
+    let (uri, expires_in) = push(request("dept-fapi")).await.unwrap();
+    assert!(uri.starts_with("urn:ietf:params:oauth:request_uri:"));
+    assert_eq!(expires_in, 60);
+    let session = f.login().await;
+    let (code, _) = f
+        .code_with(by_uri(&uri, "dept-fapi"), Some(session.clone()))
+        .await;
+    let redeem = |code: String, verifier: Option<&str>| {
+        let p = f.provider.clone();
+        let auth = assertion_auth(&key, "dept-fapi", now);
+        let input = TokenInput {
+            code_verifier: verifier.map(str::to_owned),
+            ..code_input(code)
+        };
+        async move { p.token(auth, input).await }
+    };
+    assert!(redeem(code, Some(VERIFIER)).await.is_ok());
+
+    // PARAttemptReuseRequestUri: once only.
+    assert!(matches!(
+        f.provider
+            .authorize(by_uri(&uri, "dept-fapi"), Some(session.clone()))
+            .await,
+        Err(Error::InvalidRequest(_))
+    ));
+    // PARAttemptToUseExpiredRequestUri.
+    let (late, _) = push(request("dept-fapi")).await.unwrap();
+    // PAREnsureRequestUriIsBoundToClient.
+    let (bound, _) = push(request("dept-fapi")).await.unwrap();
+    assert!(matches!(
+        f.provider.authorize(by_uri(&bound, "eservice"), None).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    // EnsureUnsignedAuthorizationRequestWithoutUsingParFails.
+    assert!(matches!(
+        f.provider.authorize(request("dept-fapi"), None).await.unwrap(),
+        Step::Redirect(u) if u.contains("error=invalid_request")
+    ));
+    // PAREnsurePKCERequired, PAREnsurePlainPKCERejected, EnsureResponseTypeTokenFails: the
+    // pushed request is checked like any other, and refused at once.
+    let mut no_pkce = request("dept-fapi");
+    no_pkce.code_challenge = None;
+    let mut plain = request("dept-fapi");
+    plain.code_challenge_method = Some("plain".into());
+    let mut token_type = request("dept-fapi");
+    token_type.response_type = Some("token".into());
+    for (what, input) in [
+        ("no PKCE", no_pkce),
+        ("plain PKCE", plain),
+        ("response_type=token", token_type),
+    ] {
+        assert!(
+            matches!(push(input).await, Err(Error::InvalidRequest(_))),
+            "{what} must be refused"
+        );
+    }
+    // PAREnsurePKCECodeVerifierRequired, PARIncorrectPKCECodeVerifierRejected.
+    let (uri, _) = push(request("dept-fapi")).await.unwrap();
+    let (code, _) = f
+        .code_with(by_uri(&uri, "dept-fapi"), Some(session.clone()))
+        .await;
+    assert!(redeem(code, None).await.is_err());
+    let (uri, _) = push(request("dept-fapi")).await.unwrap();
+    let (code, _) = f
+        .code_with(by_uri(&uri, "dept-fapi"), Some(session.clone()))
+        .await;
+    assert!(matches!(
+        redeem(
+            code,
+            Some("wrong-verifier-wrong-verifier-wrong-verifier-00")
+        )
+        .await,
+        Err(Error::InvalidGrant(_))
+    ));
+    // A pushed request of an unauthenticated caller is refused.
+    let r = f
+        .provider
+        .push_authorization_request(
+            ClientAuth::None {
+                id: "dept-fapi".into(),
+            },
+            request("dept-fapi"),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::InvalidClient)));
+    f.clock.advance(61);
+    assert!(matches!(
+        f.provider.authorize(by_uri(&late, "dept-fapi"), None).await,
+        Err(Error::InvalidRequest(_))
+    ));
+}
