@@ -25,6 +25,9 @@ pub enum Error {
     /// The requested scope is not allowed.
     #[error("invalid scope: {0}")]
     InvalidScope(String),
+    /// A DPoP proof is missing, malformed, replayed or for another request (RFC 9449).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(String),
     /// A bearer token is missing, invalid, expired or revoked.
     #[error("invalid token")]
     InvalidToken,

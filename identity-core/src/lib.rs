@@ -11,6 +11,7 @@ pub mod audit;
 pub mod client_auth;
 pub mod clock;
 pub mod crypto;
+pub mod dpop;
 pub mod error;
 pub mod jwt_ring;
 pub mod keys;

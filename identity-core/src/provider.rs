@@ -172,6 +172,8 @@ pub struct AuthorizeInput {
     /// Set when the parameters came from a pushed authorization request.
     #[serde(skip)]
     pub pushed: bool,
+    /// `dpop_jkt` (RFC 9449 §10), or the thumbprint of the DPoP proof sent with PAR.
+    pub dpop_jkt: Option<String>,
 }
 
 /// What the browser should do next.
@@ -263,6 +265,8 @@ pub struct TokenInput {
     pub refresh_token: Option<String>,
     /// `scope`.
     pub scope: Option<String>,
+    /// The `DPoP` header: a proof for this token request.
+    pub dpop: Option<String>,
 }
 
 /// A successful token response.
@@ -270,7 +274,7 @@ pub struct TokenInput {
 pub struct TokenResponse {
     /// The JWT access token.
     pub access_token: String,
-    /// Always `Bearer` here.
+    /// `DPoP` when the access token is bound to a key, else `Bearer`.
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -319,6 +323,9 @@ struct AccessClaims {
     /// revoked grant. Opaque and random.
     #[serde(skip_serializing_if = "Option::is_none")]
     fid: Option<String>,
+    /// The key the token is bound to (DPoP, RFC 9449 §6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Value>,
 }
 
 #[derive(Queryable, Clone)]
@@ -372,6 +379,7 @@ struct AuthRequest {
     created_at: i64,
     expires_at: i64,
     acr_required: Option<String>,
+    dpop_jkt: Option<String>,
 }
 
 #[derive(Queryable, Insertable, Clone, Debug)]
@@ -391,6 +399,7 @@ struct CodeRow {
     created_at: i64,
     expires_at: i64,
     used_at: Option<i64>,
+    dpop_jkt: Option<String>,
 }
 
 #[derive(Queryable, Clone, Debug)]
@@ -414,6 +423,7 @@ struct FamilyRow {
     _created_at: i64,
     revoked_at: Option<i64>,
     _revoked_reason: Option<String>,
+    dpop_jkt: Option<String>,
 }
 
 /// What a citizen grant carries into its tokens.
@@ -427,6 +437,8 @@ struct Grant {
     auth_time: i64,
     amr: String,
     acr: String,
+    /// The DPoP key the access token (and the grant) is bound to.
+    jkt: Option<String>,
 }
 
 struct Inner {
@@ -1128,9 +1140,23 @@ impl Provider {
         &self,
         auth: ClientAuth,
         input: AuthorizeInput,
+        dpop: Option<String>,
     ) -> Result<(String, i64)> {
         self.run(move |this, _| {
             let client = this.inner.db.with(|conn| this.authenticate(conn, &auth))?;
+            // A DPoP proof sent with PAR binds the request (and so its code) to that key,
+            // as the dpop_jkt parameter does (RFC 9449 §10); the two must agree.
+            let mut input = input;
+            if let Some(proof) = &dpop {
+                let url = format!("{}/par", this.inner.config.issuer);
+                let p = this.check_dpop(proof, "POST", &url, None)?;
+                if input.dpop_jkt.as_ref().is_some_and(|j| *j != p.jkt) {
+                    return Err(Error::InvalidDpopProof(
+                        "dpop_jkt does not match the DPoP proof".into(),
+                    ));
+                }
+                input.dpop_jkt = Some(p.jkt);
+            }
             if input.client_id.as_deref().is_some_and(|c| c != client.id) {
                 return Err(Error::InvalidRequest(
                     "client_id does not match the authenticated client".into(),
@@ -1375,6 +1401,7 @@ impl Provider {
                 input.acr_values.as_deref().and_then(acr_from_values),
             )
             .map(str::to_owned),
+            dpop_jkt: input.dpop_jkt,
         };
         let session = self.session_blocking(conn, token)?;
         match self.decide(conn, &request, &client, session.as_ref())? {
@@ -1643,6 +1670,7 @@ impl Provider {
                 created_at: now,
                 expires_at: now + self.inner.config.code_ttl,
                 used_at: None,
+                dpop_jkt: request.dpop_jkt.clone(),
             })
             .execute(conn)?;
         let mut params = vec![("code", code.as_str())];
@@ -1723,6 +1751,29 @@ impl Provider {
         Ok(client)
     }
 
+    /// Verifies a DPoP proof for a request and records its `jti`, so it is used once.
+    pub(crate) fn check_dpop(
+        &self,
+        proof: &str,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<crate::dpop::Proof> {
+        let now = self.inner.clock.now();
+        let p = crate::dpop::verify(proof, method, url, access_token, now)?;
+        let expires = p.iat + crate::dpop::MAX_AGE + crate::dpop::SKEW;
+        self.inner
+            .db
+            .with(|conn| self.record_jti(conn, "dpop", &p.jkt, &p.jti, expires))
+            .map_err(|e| match e {
+                Error::InvalidClient => {
+                    Error::InvalidDpopProof("the proof was already used".into())
+                }
+                other => other,
+            })?;
+        Ok(p)
+    }
+
     /// Records a single-use `jti` until `expires_at`; a second use is refused.
     pub(crate) fn record_jti(
         &self,
@@ -1791,11 +1842,21 @@ impl Provider {
             }
             Err(e) => return Err(e),
         };
+        let url = format!("{}/token", self.inner.config.issuer);
+        let jkt = match &input.dpop {
+            Some(p) => Some(self.check_dpop(p, "POST", &url, None)?.jkt),
+            None if client.fapi => {
+                return Err(Error::InvalidDpopProof(
+                    "this e-service must send a DPoP proof (FAPI 2.0)".into(),
+                ))
+            }
+            None => None,
+        };
         let grant_type = input.grant_type.clone().unwrap_or_default();
         let result = match grant_type.as_str() {
-            "authorization_code" => self.code_grant(client.clone(), input, ev),
-            "refresh_token" => self.refresh_grant(client.clone(), input, ev),
-            "client_credentials" => self.client_credentials_grant(client.clone(), input, ev),
+            "authorization_code" => self.code_grant(client.clone(), input, jkt, ev),
+            "refresh_token" => self.refresh_grant(client.clone(), input, jkt, ev),
+            "client_credentials" => self.client_credentials_grant(client.clone(), input, jkt, ev),
             "" => Err(Error::InvalidRequest(
                 "the grant_type parameter is missing".into(),
             )),
@@ -1856,6 +1917,7 @@ impl Provider {
         &self,
         client: Client,
         input: TokenInput,
+        jkt: Option<String>,
         ev: &mut Vec<Event>,
     ) -> Result<TokenResponse> {
         let code = input
@@ -1924,12 +1986,19 @@ impl Provider {
                     "the code_verifier does not match the code_challenge",
                 ));
             }
+            // A code bound to a key at authorization (dpop_jkt) is redeemed with that key.
+            if row.dpop_jkt.is_some() && row.dpop_jkt != jkt {
+                return Ok(Outcome::Refused(
+                    "the DPoP key is not the one the authorization request was bound to",
+                ));
+            }
             diesel::insert_into(token_families::table)
                 .values((
                     token_families::id.eq(&row.family_id),
                     token_families::client_id.eq(&row.client_id),
                     token_families::citizen_id.eq(&row.citizen_id),
                     token_families::created_at.eq(now),
+                    token_families::dpop_jkt.eq(&jkt),
                 ))
                 .execute(conn)?;
             let grant = Grant {
@@ -1942,6 +2011,7 @@ impl Provider {
                 auth_time: row.auth_time,
                 amr: row.amr,
                 acr: row.acr,
+                jkt,
             };
             Ok(Outcome::Issued(Box::new(
                 self.issue_tokens(conn, &grant, &signers, ev)?,
@@ -1954,6 +2024,7 @@ impl Provider {
         &self,
         client: Client,
         input: TokenInput,
+        jkt: Option<String>,
         ev: &mut Vec<Event>,
     ) -> Result<TokenResponse> {
         let token = input.refresh_token.ok_or_else(|| {
@@ -1980,6 +2051,13 @@ impl Provider {
             }
             if family.revoked_at.is_some() {
                 return Ok(Outcome::Refused("the refresh token has been revoked"));
+            }
+            // A grant bound to a key refreshes only with that key: a stolen refresh token
+            // is useless without it.
+            if family.dpop_jkt.is_some() && family.dpop_jkt != jkt {
+                return Ok(Outcome::Refused(
+                    "the refresh token is bound to another DPoP key",
+                ));
             }
             // As for codes, claiming the token is the one reuse check.
             let claimed = diesel::update(refresh_tokens::table.find(token_hash(&token)))
@@ -2034,6 +2112,7 @@ impl Provider {
                 auth_time: row.auth_time,
                 amr: row.amr,
                 acr: row.acr,
+                jkt: family.dpop_jkt.clone().or(jkt),
             };
             Ok(Outcome::Issued(Box::new(
                 self.issue_tokens(conn, &grant, &signers, ev)?,
@@ -2046,6 +2125,7 @@ impl Provider {
         &self,
         client: Client,
         input: TokenInput,
+        jkt: Option<String>,
         ev: &mut Vec<Event>,
     ) -> Result<TokenResponse> {
         if !client.is_confidential() {
@@ -2087,6 +2167,7 @@ impl Provider {
             acr: None,
             amr: None,
             fid: None,
+            cnf: jkt.as_deref().map(crate::dpop::confirmation),
         };
         let access_token = self.inner.keys.sign(SigningAlg::Es256, "at+jwt", &claims)?;
         ev.push(
@@ -2096,7 +2177,7 @@ impl Provider {
         );
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
             expires_in: self.inner.config.access_token_ttl,
             id_token: None,
             refresh_token: None,
@@ -2143,6 +2224,7 @@ impl Provider {
             acr: Some(grant.acr.clone()),
             amr: Some(amr.clone()),
             fid: Some(grant.family_id.clone()),
+            cnf: grant.jkt.as_deref().map(crate::dpop::confirmation),
         };
         let access_token = signers.access.sign("at+jwt", &access)?;
         let mut id = json!({
@@ -2176,7 +2258,11 @@ impl Provider {
             .execute(conn)?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if grant.jkt.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
             expires_in: cfg.access_token_ttl,
             id_token: Some(id_token),
             refresh_token: Some(refresh),
@@ -2378,13 +2464,21 @@ impl Provider {
     /// The claims UserInfo releases for an access token: only scopes the token carries
     /// and the citizen still consents to.
     pub async fn userinfo(&self, access_token: String) -> Result<Value> {
+        self.userinfo_presented(crate::dpop::Presented::bearer(access_token))
+            .await
+    }
+
+    /// UserInfo for a token as it was presented: a DPoP-bound token needs the `DPoP`
+    /// scheme and a proof by its key for this request.
+    pub async fn userinfo_presented(&self, presented: crate::dpop::Presented) -> Result<Value> {
         let this = self.clone();
         blocking(move || {
             let cfg = &this.inner.config;
             let claims: AccessClaims =
                 this.inner
                     .keys
-                    .verify(&access_token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+                    .verify(&presented.token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+            this.check_binding(&claims, &presented)?;
             let fid = claims.fid.ok_or(Error::InvalidToken)?;
             let scope = Scopes::parse(&claims.scope);
             if !scope.has("openid") {
@@ -2490,10 +2584,48 @@ impl Provider {
 
     /// Checks a bearer access token for an API scope (the auditor's `audit`, later the
     /// signing API's `signing`); returns the client it was issued to.
-    pub async fn require_scope(&self, access_token: String, scope: &'static str) -> Result<String> {
-        self.api_caller(access_token, scope)
+    pub async fn require_scope(
+        &self,
+        presented: crate::dpop::Presented,
+        scope: &'static str,
+    ) -> Result<String> {
+        self.api_caller(presented, scope)
             .await
             .map(|(client, _)| client)
+    }
+
+    /// A sender-constrained token (`cnf.jkt`) is accepted only with the `DPoP` scheme and a
+    /// fresh proof by the same key for this method and URL, carrying the token's `ath`.
+    fn check_binding(
+        &self,
+        claims: &AccessClaims,
+        presented: &crate::dpop::Presented,
+    ) -> Result<()> {
+        let Some(jkt) = claims
+            .cnf
+            .as_ref()
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(());
+        };
+        let proof = presented
+            .proof
+            .as_deref()
+            .filter(|_| presented.dpop_scheme)
+            .ok_or(Error::InvalidToken)?;
+        let p = self
+            .check_dpop(
+                proof,
+                &presented.method,
+                &presented.url,
+                Some(&presented.token),
+            )
+            .map_err(|_| Error::InvalidToken)?;
+        if p.jkt != jkt {
+            return Err(Error::InvalidToken);
+        }
+        Ok(())
     }
 
     /// Like [`Provider::require_scope`], and also the citizen when the token is a citizen's
@@ -2501,7 +2633,7 @@ impl Provider {
     /// or an inactive account is refused.
     pub async fn api_caller(
         &self,
-        access_token: String,
+        presented: crate::dpop::Presented,
         scope: &'static str,
     ) -> Result<(String, Option<String>)> {
         let this = self.clone();
@@ -2510,7 +2642,8 @@ impl Provider {
             let claims: AccessClaims =
                 this.inner
                     .keys
-                    .verify(&access_token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+                    .verify(&presented.token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+            this.check_binding(&claims, &presented)?;
             if !Scopes::parse(&claims.scope).has(scope) {
                 return Err(Error::InsufficientScope(scope));
             }

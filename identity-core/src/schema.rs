@@ -75,6 +75,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         acr_required -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -94,6 +95,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -105,6 +107,7 @@ diesel::table! {
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

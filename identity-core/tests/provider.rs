@@ -70,6 +70,7 @@ both!(
     signing_refusals,
     private_key_jwt_and_its_refusals,
     pushed_authorization_requests,
+    dpop_binds_tokens_to_the_clients_key,
 );
 
 #[path = "provider/passkeys.rs"]

@@ -57,6 +57,7 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "access_denied",
             "this passkey was refused because it may have been copied; use another way to log in and check your passkeys on your account page".into(),
         ),
+        Error::InvalidDpopProof(m) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", m.clone()),
         Error::WeakPassword(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
         Error::Busy { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::errors::{OAuthError, PageError};
 use crate::html::{self, Frame};
 use crate::params::Params;
-use crate::web::{bearer_token, AppState};
+use crate::web::AppState;
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,8 +42,7 @@ struct CreateBody {
 }
 
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<(String, Option<String>), Error> {
-    let token = bearer_token(req).ok_or(Error::InvalidToken)?;
-    state.provider.api_caller(token, "signing").await
+    crate::web::api_caller(req, state, "signing").await
 }
 
 async fn create(

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use identity_core::crypto::{random_token, KeyedHash};
+use identity_core::dpop::Presented;
 use identity_core::model::{
     ClientSecret, ACR_PASSKEY, ACR_PASSWORD, SUPPORTED_CLAIMS, SUPPORTED_SCOPES,
 };
@@ -174,17 +175,22 @@ pub async fn api_client(
     state: &AppState,
     scope: &'static str,
 ) -> Result<String, Error> {
-    let token = bearer_token(req).ok_or(Error::InvalidToken)?;
-    state.provider.require_scope(token, scope).await
+    state
+        .provider
+        .require_scope(presented(req, state, None)?, scope)
+        .await
 }
 
-/// The bearer token of the `Authorization` header.
-pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
+/// The client (and, for a citizen's token, the citizen) behind a protected API call.
+pub async fn api_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: &'static str,
+) -> Result<(String, Option<String>), Error> {
+    state
+        .provider
+        .api_caller(presented(req, state, None)?, scope)
+        .await
 }
 
 /// The link an activation or recovery code is handed over as.
@@ -234,6 +240,7 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "request_uri_parameter_supported": false,
             "authorization_response_iss_parameter_supported": true,
             "pushed_authorization_request_endpoint": format!("{iss}/par"),
+            "dpop_signing_alg_values_supported": identity_core::dpop::DPOP_ALGS,
             "require_pushed_authorization_requests": false,
             "prompt_values_supported": ["none", "login", "consent"],
             "acr_values_supported": [ACR_PASSWORD, ACR_PASSKEY],
@@ -309,6 +316,7 @@ fn authorize_input(p: &Params) -> AuthorizeInput {
         request_uri: p.get("request_uri"),
         repeated: p.repeated().to_vec(),
         pushed: false,
+        dpop_jkt: p.get("dpop_jkt"),
     }
 }
 
@@ -326,7 +334,7 @@ async fn par(
     let auth = client_auth(&req, &form)?;
     let (request_uri, expires_in) = state
         .provider
-        .push_authorization_request(auth, authorize_input(&form))
+        .push_authorization_request(auth, authorize_input(&form), dpop_header(&req))
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -688,6 +696,7 @@ async fn token(
         code_verifier: form.get("code_verifier"),
         refresh_token: form.get("refresh_token"),
         scope: form.get("scope"),
+        dpop: dpop_header(&req),
     };
     let resp = state.provider.token(auth, input).await?;
     Ok(HttpResponse::Ok()
@@ -738,13 +747,40 @@ async fn introspect(
         .json(answer))
 }
 
-fn bearer(req: &HttpRequest, body: &[u8]) -> Result<String, Error> {
-    let header_token = req
+/// How the access token of a protected request was presented: `Authorization: Bearer`,
+/// `Authorization: DPoP` with its `DPoP` proof header (RFC 9449), or (UserInfo only, RFC
+/// 6750 §2.2) a form body's `access_token`.
+fn presented(req: &HttpRequest, state: &AppState, body: Option<&[u8]>) -> Result<Presented, Error> {
+    let auth = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
+        .and_then(|v| v.to_str().ok());
+    let (scheme_dpop, header_token) = match auth {
+        Some(v) if v.starts_with("Bearer ") => (false, Some(v[7..].trim().to_owned())),
+        Some(v) if v.starts_with("DPoP ") => (true, Some(v[5..].trim().to_owned())),
+        _ => (false, None),
+    };
+    let token = match body {
+        Some(body) => bearer(req, body, header_token)?,
+        None => header_token.ok_or(Error::InvalidToken)?,
+    };
+    Ok(Presented {
+        token,
+        dpop_scheme: scheme_dpop,
+        proof: dpop_header(req),
+        method: req.method().as_str().to_owned(),
+        url: format!("{}{}", state.provider.config().issuer, req.path()),
+    })
+}
+
+/// The `DPoP` header: one proof, at most.
+fn dpop_header(req: &HttpRequest) -> Option<String> {
+    let mut values = req.headers().get_all("DPoP");
+    let first = values.next()?.to_str().ok()?.to_owned();
+    values.next().is_none().then_some(first)
+}
+
+fn bearer(req: &HttpRequest, body: &[u8], header_token: Option<String>) -> Result<String, Error> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -767,8 +803,8 @@ async fn userinfo(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let token = bearer(&req, &body)?;
-    let claims = state.provider.userinfo(token).await?;
+    let presented = presented(&req, &state, Some(&body))?;
+    let claims = state.provider.userinfo_presented(presented).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(claims))

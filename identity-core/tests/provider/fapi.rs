@@ -58,10 +58,9 @@ pub async fn private_key_jwt_and_its_refusals(backend: Backend) {
     let key = ClientKey::new("k1");
     let mut new = client("dept-backend", "Dept J", false);
     new.jwks = Some(key.jwks.clone());
-    new.fapi = true;
     let (registered, secret) = f.provider.register_client(new).await.unwrap();
     assert!(secret.is_none(), "a key-based client gets no secret");
-    assert!(registered.fapi);
+    assert!(registered.is_confidential());
     let now = f.clock.now();
     let auth = |assertion: String| ClientAuth::Assertion {
         id: Some("dept-backend".into()),
@@ -198,7 +197,7 @@ pub async fn pushed_authorization_requests(backend: Backend) {
     let push = |input: AuthorizeInput| {
         let p = f.provider.clone();
         let auth = assertion_auth(&key, "dept-fapi", now);
-        async move { p.push_authorization_request(auth, input).await }
+        async move { p.push_authorization_request(auth, input, None).await }
     };
     let by_uri = |uri: &str, client: &str| AuthorizeInput {
         client_id: Some(client.into()),
@@ -217,8 +216,11 @@ pub async fn pushed_authorization_requests(backend: Backend) {
     let redeem = |code: String, verifier: Option<&str>| {
         let p = f.provider.clone();
         let auth = assertion_auth(&key, "dept-fapi", now);
+        // A FAPI client proves a DPoP key at the token endpoint (any key: this request
+        // was not bound to one).
         let input = TokenInput {
             code_verifier: verifier.map(str::to_owned),
+            dpop: Some(DpopKey::new().proof("POST", "https://idp.example/token", None, now)),
             ..code_input(code)
         };
         async move { p.token(auth, input).await }
@@ -289,6 +291,7 @@ pub async fn pushed_authorization_requests(backend: Backend) {
                 id: "dept-fapi".into(),
             },
             request("dept-fapi"),
+            None,
         )
         .await;
     assert!(matches!(r, Err(Error::InvalidClient)));
@@ -297,4 +300,209 @@ pub async fn pushed_authorization_requests(backend: Backend) {
         f.provider.authorize(by_uri(&late, "dept-fapi"), None).await,
         Err(Error::InvalidRequest(_))
     ));
+}
+
+/// A client's DPoP key.
+pub struct DpopKey {
+    key: ClientKey,
+    jwk: jsonwebtoken::jwk::Jwk,
+}
+
+impl DpopKey {
+    pub fn new() -> Self {
+        let key = ClientKey::new("dpop");
+        let set: serde_json::Value = serde_json::from_str(&key.jwks).unwrap();
+        let mut jwk = set["keys"][0].clone();
+        for member in ["kid", "use", "alg"] {
+            jwk.as_object_mut().unwrap().remove(member);
+        }
+        DpopKey {
+            key,
+            jwk: serde_json::from_value(jwk).unwrap(),
+        }
+    }
+
+    pub fn jkt(&self) -> String {
+        identity_core::dpop::thumbprint(&self.jwk).unwrap()
+    }
+
+    /// A proof for `method url`, made at `iat`, for `token` when given.
+    pub fn proof(&self, method: &str, url: &str, token: Option<&str>, iat: i64) -> String {
+        let mut claims = serde_json::json!({
+            "jti": identity_core::crypto::random_token(),
+            "htm": method, "htu": url, "iat": iat,
+        });
+        if let Some(t) = token {
+            claims["ath"] = identity_core::dpop::access_token_hash(t).into();
+        }
+        self.signed(&claims, "dpop+jwt")
+    }
+
+    pub fn signed(&self, claims: &serde_json::Value, typ: &str) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(typ.into());
+        header.jwk = Some(self.jwk.clone());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.key.pkcs8)).unwrap()
+    }
+}
+
+pub async fn dpop_binds_tokens_to_the_clients_key(backend: Backend) {
+    let f = fixture(backend).await;
+    let key = fapi_client(&f, "dept-fapi").await;
+    let now = f.clock.now();
+    let dpop = DpopKey::new();
+    const PAR: &str = "https://idp.example/par";
+    const TOKEN: &str = "https://idp.example/token";
+    const USERINFO: &str = "https://idp.example/userinfo";
+    let push = |proof: Option<String>| {
+        let p = f.provider.clone();
+        let auth = assertion_auth(&key, "dept-fapi", now);
+        async move {
+            p.push_authorization_request(auth, request("dept-fapi"), proof)
+                .await
+        }
+    };
+    let by_uri = |uri: &str| AuthorizeInput {
+        client_id: Some("dept-fapi".into()),
+        request_uri: Some(uri.into()),
+        ..Default::default()
+    };
+    let redeem = |code: String, proof: Option<String>| {
+        let p = f.provider.clone();
+        let auth = assertion_auth(&key, "dept-fapi", now);
+        let input = TokenInput {
+            dpop: proof,
+            ..code_input(code)
+        };
+        async move { p.token(auth, input).await }
+    };
+    let session = f.login().await;
+
+    // The whole FAPI flow: PAR with a proof binds the code; the token request proves the
+    // same key; the access token is DPoP-bound and works only with a proof by that key.
+    let (uri, _) = push(Some(dpop.proof("POST", PAR, None, now)))
+        .await
+        .unwrap();
+    let (code, _) = f.code_with(by_uri(&uri), Some(session.clone())).await;
+    let tokens = redeem(code, Some(dpop.proof("POST", TOKEN, None, now)))
+        .await
+        .unwrap();
+    assert_eq!(tokens.token_type, "DPoP");
+    let at = tokens.access_token.clone();
+    assert_eq!(jwt_claims(&at)["cnf"]["jkt"], dpop.jkt());
+    let present = |scheme_dpop: bool, proof: Option<String>| identity_core::dpop::Presented {
+        token: at.clone(),
+        dpop_scheme: scheme_dpop,
+        proof,
+        method: "GET".into(),
+        url: USERINFO.into(),
+    };
+    let good = dpop.proof("GET", USERINFO, Some(&at), now);
+    assert!(f
+        .provider
+        .userinfo_presented(present(true, Some(good.clone())))
+        .await
+        .is_ok());
+    let other = DpopKey::new();
+    for (what, presented) in [
+        ("replayed proof", present(true, Some(good))),
+        ("as a bearer token", present(false, None)),
+        (
+            "bearer scheme with a proof",
+            present(false, Some(dpop.proof("GET", USERINFO, Some(&at), now))),
+        ),
+        (
+            "no ath",
+            present(true, Some(dpop.proof("GET", USERINFO, None, now))),
+        ),
+        (
+            "another key",
+            present(true, Some(other.proof("GET", USERINFO, Some(&at), now))),
+        ),
+        (
+            "another URL",
+            present(true, Some(dpop.proof("GET", TOKEN, Some(&at), now))),
+        ),
+        (
+            "another method",
+            present(true, Some(dpop.proof("POST", USERINFO, Some(&at), now))),
+        ),
+    ] {
+        assert!(
+            matches!(
+                f.provider.userinfo_presented(presented).await,
+                Err(Error::InvalidToken)
+            ),
+            "{what} must be refused"
+        );
+    }
+
+    // The refresh token is bound too.
+    let refresh = |proof: String| {
+        let p = f.provider.clone();
+        let auth = assertion_auth(&key, "dept-fapi", now);
+        let input = TokenInput {
+            grant_type: Some("refresh_token".into()),
+            refresh_token: tokens.refresh_token.clone(),
+            dpop: Some(proof),
+            ..Default::default()
+        };
+        async move { p.token(auth, input).await }
+    };
+    assert!(matches!(
+        refresh(other.proof("POST", TOKEN, None, now)).await,
+        Err(Error::InvalidGrant(_))
+    ));
+
+    // EnsureHolderOfKeyRequired: a FAPI client's token request needs a proof.
+    let (uri, _) = push(None).await.unwrap();
+    let (code, _) = f.code_with(by_uri(&uri), Some(session.clone())).await;
+    assert!(matches!(
+        redeem(code, None).await,
+        Err(Error::InvalidDpopProof(_))
+    ));
+    // EnsureMismatchedDpopJktFails: bound at PAR to one key, redeemed with another.
+    let (uri, _) = push(Some(dpop.proof("POST", PAR, None, now)))
+        .await
+        .unwrap();
+    let (code, _) = f.code_with(by_uri(&uri), Some(session.clone())).await;
+    assert!(matches!(
+        redeem(code, Some(other.proof("POST", TOKEN, None, now))).await,
+        Err(Error::InvalidGrant(_))
+    ));
+    // DpopNegativeTests: each broken proof is refused at the token endpoint.
+    let stale = dpop.proof("POST", TOKEN, None, now - 120);
+    let future = dpop.proof("POST", TOKEN, None, now + 60);
+    let wrong_typ = dpop.signed(
+        &serde_json::json!({"jti": "j1", "htm": "POST", "htu": TOKEN, "iat": now}),
+        "JWT",
+    );
+    let no_jti = dpop.signed(
+        &serde_json::json!({"htm": "POST", "htu": TOKEN, "iat": now}),
+        "dpop+jwt",
+    );
+    let replay = dpop.proof("POST", TOKEN, None, now);
+    let (uri, _) = push(None).await.unwrap();
+    let (code, _) = f.code_with(by_uri(&uri), Some(session.clone())).await;
+    assert!(redeem(code, Some(replay.clone())).await.is_ok());
+    for (what, proof) in [
+        ("stale", stale),
+        ("from the future", future),
+        ("wrong typ", wrong_typ),
+        ("no jti", no_jti),
+        ("wrong URL", dpop.proof("POST", USERINFO, None, now)),
+        ("wrong method", dpop.proof("GET", TOKEN, None, now)),
+        ("replayed", replay),
+        ("not a JWT", "nonsense".into()),
+    ] {
+        let (uri, _) = push(None).await.unwrap();
+        let (code, _) = f.code_with(by_uri(&uri), Some(session.clone())).await;
+        assert!(
+            matches!(
+                redeem(code, Some(proof)).await,
+                Err(Error::InvalidDpopProof(_))
+            ),
+            "{what} must be refused"
+        );
+    }
 }
