@@ -412,7 +412,7 @@ struct RefreshRow {
     acr: String,
     _created_at: i64,
     expires_at: i64,
-    _used_at: Option<i64>,
+    used_at: Option<i64>,
 }
 
 #[derive(Queryable, Clone, Debug)]
@@ -439,6 +439,8 @@ struct Grant {
     acr: String,
     /// The DPoP key the access token (and the grant) is bound to.
     jkt: Option<String>,
+    /// A refresh token that stays valid (not rotated): FAPI 2.0 grants bound to a key.
+    keep_refresh: Option<String>,
 }
 
 struct Inner {
@@ -2012,6 +2014,7 @@ impl Provider {
                 amr: row.amr,
                 acr: row.acr,
                 jkt,
+                keep_refresh: None,
             };
             Ok(Outcome::Issued(Box::new(
                 self.issue_tokens(conn, &grant, &signers, ev)?,
@@ -2059,11 +2062,18 @@ impl Provider {
                     "the refresh token is bound to another DPoP key",
                 ));
             }
+            // A FAPI client's key-bound refresh token is not rotated (FAPI 2.0 §5.3.2.1
+            // relies on the binding instead); every other one is, and reuse revokes.
+            let rotate = !(client.fapi && family.dpop_jkt.is_some());
             // As for codes, claiming the token is the one reuse check.
-            let claimed = diesel::update(refresh_tokens::table.find(token_hash(&token)))
-                .filter(refresh_tokens::used_at.is_null())
-                .set(refresh_tokens::used_at.eq(now))
-                .execute(conn)?;
+            let claimed = if rotate {
+                diesel::update(refresh_tokens::table.find(token_hash(&token)))
+                    .filter(refresh_tokens::used_at.is_null())
+                    .set(refresh_tokens::used_at.eq(now))
+                    .execute(conn)?
+            } else {
+                usize::from(row.used_at.is_none())
+            };
             if claimed != 1 {
                 Self::revoke_reused(
                     conn,
@@ -2113,6 +2123,7 @@ impl Provider {
                 amr: row.amr,
                 acr: row.acr,
                 jkt: family.dpop_jkt.clone().or(jkt),
+                keep_refresh: (!rotate).then(|| token.clone()),
             };
             Ok(Outcome::Issued(Box::new(
                 self.issue_tokens(conn, &grant, &signers, ev)?,
@@ -2243,19 +2254,25 @@ impl Provider {
             id["nonce"] = json!(n);
         }
         let id_token = signers.id.sign("JWT", &id)?;
-        let refresh = random_token();
-        diesel::insert_into(refresh_tokens::table)
-            .values((
-                refresh_tokens::token_hash.eq(token_hash(&refresh)),
-                refresh_tokens::family_id.eq(&grant.family_id),
-                refresh_tokens::scope.eq(grant.scope.to_string()),
-                refresh_tokens::auth_time.eq(grant.auth_time),
-                refresh_tokens::amr.eq(&grant.amr),
-                refresh_tokens::acr.eq(&grant.acr),
-                refresh_tokens::created_at.eq(now),
-                refresh_tokens::expires_at.eq(now + cfg.refresh_token_ttl),
-            ))
-            .execute(conn)?;
+        let refresh = match &grant.keep_refresh {
+            Some(kept) => kept.clone(),
+            None => {
+                let refresh = random_token();
+                diesel::insert_into(refresh_tokens::table)
+                    .values((
+                        refresh_tokens::token_hash.eq(token_hash(&refresh)),
+                        refresh_tokens::family_id.eq(&grant.family_id),
+                        refresh_tokens::scope.eq(grant.scope.to_string()),
+                        refresh_tokens::auth_time.eq(grant.auth_time),
+                        refresh_tokens::amr.eq(&grant.amr),
+                        refresh_tokens::acr.eq(&grant.acr),
+                        refresh_tokens::created_at.eq(now),
+                        refresh_tokens::expires_at.eq(now + cfg.refresh_token_ttl),
+                    ))
+                    .execute(conn)?;
+                refresh
+            }
+        };
         Ok(TokenResponse {
             access_token,
             token_type: if grant.jkt.is_some() {

@@ -453,6 +453,12 @@ pub async fn dpop_binds_tokens_to_the_clients_key(backend: Backend) {
         refresh(other.proof("POST", TOKEN, None, now)).await,
         Err(Error::InvalidGrant(_))
     ));
+    // With its key it refreshes, and (FAPI 2.0, bound) is not rotated: the same token
+    // keeps working.
+    let first = refresh(dpop.proof("POST", TOKEN, None, now)).await.unwrap();
+    assert_eq!(first.refresh_token, tokens.refresh_token);
+    assert_eq!(first.token_type, "DPoP");
+    assert!(refresh(dpop.proof("POST", TOKEN, None, now)).await.is_ok());
 
     // EnsureHolderOfKeyRequired: a FAPI client's token request needs a proof.
     let (uri, _) = push(None).await.unwrap();
