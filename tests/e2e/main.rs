@@ -7,6 +7,7 @@ mod browser;
 mod cdp;
 mod cli;
 mod enrolment;
+mod fapi;
 mod negative;
 mod oidc;
 mod signing;
