@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod signature;
 pub mod signing;
+pub mod signing_client;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

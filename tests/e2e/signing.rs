@@ -128,3 +128,198 @@ async fn signing_api_refusals() {
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// The whole signing path over HTTP, driven by the SDK's signing client, with a software
+/// passkey (webauthn-authenticator-rs) answering the real WebAuthn ceremonies in place of
+/// the citizen's phone: register a passkey, ask, approve, wait, verify.
+async fn signed_through_the_sdk(backend: Backend) {
+    use identity_sdk::signing::{verify_signing_result, Expectations};
+    use identity_sdk::signing_client::{ClientSecret, DocumentToSign, SigningClient, Status};
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
+
+    let server = Server::start(backend, &[]).await;
+    let origin = url::Url::parse(&server.base).unwrap();
+    let mut phone = SoftPasskey::new(true);
+
+    // The citizen logs in to the e-service (which so learns the subject) and, on the
+    // account page, adds a passkey.
+    let (verifier, challenge) = pkce();
+    let b = browser();
+    let back = login_and_consent(
+        &server,
+        &b,
+        &auth_url(&server, &challenge, &[]),
+        USERNAME,
+        PASSWORD,
+    )
+    .await;
+    let (_, tokens) = exchange(&server, &query(&back, "code").unwrap(), &verifier).await;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let payload = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let subject = serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap())
+        .unwrap()["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account = b
+        .get(server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&account, "csrf");
+    let begun: Value = b
+        .post(server.url("/account/passkeys/start"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options: CreationChallengeResponse = serde_json::from_value(begun.clone()).unwrap();
+    let credential = phone.do_registration(origin.clone(), options).unwrap();
+    let r = b
+        .post(server.url("/account/passkeys"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("ceremony", begun["ceremony"].as_str().unwrap()),
+            (
+                "credential",
+                serde_json::to_string(&credential).unwrap().as_str(),
+            ),
+            ("name", "Phone"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+
+    // The e-service asks through the SDK.
+    let document = b"Application for a market stall licence\n";
+    let digest = ring::digest::digest(&ring::digest::SHA256, document);
+    let client = SigningClient::with_client_credentials(
+        &server.base,
+        CLIENT_ID,
+        ClientSecret::new(CLIENT_SECRET),
+    )
+    .await
+    .unwrap();
+    let ca = client.ca_certificate().await.unwrap();
+    let asked = client
+        .ask(&DocumentToSign::sha256(
+            &subject,
+            digest.as_ref(),
+            "Stall licence.pdf",
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.status(&asked.request_id).await.unwrap(),
+        Status::Pending
+    ));
+
+    // The citizen opens the approval page, sees the same code, and approves with the passkey.
+    let page = b
+        .get(&asked.approval_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&asked.code));
+    let start = format!("/sign/{}/start", asked.request_id);
+    let begun: Value = b
+        .post(server.url(&start))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options: RequestChallengeResponse = serde_json::from_value(begun.clone()).unwrap();
+    let assertion = phone.do_authentication(origin.clone(), options).unwrap();
+    let approve = format!("/sign/{}/approve", asked.request_id);
+    let r = b
+        .post(server.url(&approve))
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("ceremony", begun["ceremony"].as_str().unwrap()),
+            (
+                "credential",
+                serde_json::to_string(&assertion).unwrap().as_str(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // The SDK fetches the result and verifies all of it offline.
+    let Status::Signed(result) = client
+        .wait(&asked.request_id, std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("not signed")
+    };
+    let key_text = http()
+        .get(server.url("/audit/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let audit_key = identity_sdk::audit::VerifierKey::parse(key_text.trim()).unwrap();
+    let verified = verify_signing_result(
+        &result,
+        &Expectations {
+            request_id: &asked.request_id,
+            document_digest: digest.as_ref(),
+            ca_certificate: &ca,
+            subject: &subject,
+            origin: &server.base,
+            audit_key: &audit_key,
+        },
+    )
+    .unwrap();
+    assert_eq!(verified.signature.subject_id, subject);
+    // A replay of the same approval is refused with a clear state.
+    let r = b
+        .post(server.url(&approve))
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("ceremony", begun["ceremony"].as_str().unwrap()),
+            (
+                "credential",
+                serde_json::to_string(&assertion).unwrap().as_str(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_through_the_sdk_sqlite() {
+    signed_through_the_sdk(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
+async fn signed_through_the_sdk_postgres() {
+    signed_through_the_sdk(Backend::Postgres).await
+}

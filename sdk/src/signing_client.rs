@@ -1,0 +1,289 @@
+//! The e-service's side of document signing over HTTP: ask a citizen to sign a document's
+//! hash, wait for the decision, and fetch the result (which
+//! [`crate::signing::verify_signing_result`] then checks offline).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), identity_sdk::signing_client::ClientError> {
+//! use identity_sdk::signing_client::{ClientSecret, SigningClient, DocumentToSign, Status};
+//! let client = SigningClient::with_client_credentials(
+//!     "https://id.gov.example",
+//!     "licensing",
+//!     ClientSecret::new("secret from registration"),
+//! )
+//! .await?;
+//! let asked = client
+//!     .ask(&DocumentToSign::sha256("SUBJECT", &[0u8; 32], "Licence.pdf"))
+//!     .await?;
+//! println!("show code {} and send the citizen to {}", asked.code, asked.approval_url);
+//! if let Status::Signed(result) = client.wait(&asked.request_id, std::time::Duration::from_secs(300)).await? {
+//!     // verify_signing_result(&result, &expectations)?
+//!     # let _ = result;
+//! }
+//! # Ok(()) }
+//! ```
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::fmt;
+use std::time::Duration;
+
+/// A client secret; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        ClientSecret(s.into())
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+/// What went wrong talking to the identity service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The network or TLS failed.
+    #[error("request failed: {0}")]
+    Http(String),
+    /// The service refused, with its OAuth error code and description.
+    #[error("the identity service refused: {error}: {description}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// OAuth error code.
+        error: String,
+        /// Its description.
+        description: String,
+    },
+    /// The answer was not what the API returns.
+    #[error("unexpected answer from the identity service")]
+    Unexpected,
+    /// The citizen did not decide in time.
+    #[error("no decision before the timeout")]
+    Timeout,
+}
+
+/// A document's hash to sign, and what the citizen sees.
+#[derive(Debug, Clone)]
+pub struct DocumentToSign {
+    /// The citizen, by the pairwise `sub` this e-service received at login.
+    pub subject: String,
+    /// `SHA-256` or `SHA-512`.
+    pub hash_alg: &'static str,
+    /// The digest.
+    pub digest: Vec<u8>,
+    /// The document's name, shown to the citizen.
+    pub name: String,
+    /// A description, shown to the citizen.
+    pub description: Option<String>,
+    /// Where the citizen's browser returns afterwards.
+    pub return_uri: Option<String>,
+    /// Where the service POSTs `{request_id, state}` once the citizen decided.
+    pub callback_uri: Option<String>,
+}
+
+impl DocumentToSign {
+    /// A SHA-256 digest to sign, with nothing optional set.
+    pub fn sha256(subject: &str, digest: &[u8], name: &str) -> Self {
+        DocumentToSign {
+            subject: subject.into(),
+            hash_alg: "SHA-256",
+            digest: digest.to_vec(),
+            name: name.into(),
+            description: None,
+            return_uri: None,
+            callback_uri: None,
+        }
+    }
+}
+
+/// A request the service accepted.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// Its id, to poll and to verify the result with.
+    pub request_id: String,
+    /// The 4-digit identification code to show beside the document.
+    pub code: String,
+    /// Where to send the citizen.
+    pub approval_url: String,
+    /// When it expires, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Status {
+    /// The citizen has not decided.
+    Pending,
+    /// Signed: the result, for [`crate::signing::verify_signing_result`].
+    Signed(Value),
+    /// The citizen rejected it.
+    Rejected,
+    /// Nobody decided in time.
+    Expired,
+}
+
+/// An e-service's client of the signing API.
+#[derive(Debug, Clone)]
+pub struct SigningClient {
+    http: reqwest::Client,
+    issuer: String,
+    token: AccessToken,
+}
+
+/// An access token; its `Debug` never shows it.
+#[derive(Clone)]
+struct AccessToken(String);
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+async fn refused(r: reqwest::Response) -> ClientError {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    ClientError::Refused {
+        status,
+        error: body["error"].as_str().unwrap_or("").to_owned(),
+        description: body["error_description"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
+fn http_error(e: reqwest::Error) -> ClientError {
+    ClientError::Http(e.to_string())
+}
+
+impl SigningClient {
+    /// Gets an access token with the `signing` scope by client credentials.
+    pub async fn with_client_credentials(
+        issuer: &str,
+        client_id: &str,
+        secret: ClientSecret,
+    ) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(http_error)?;
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let r = http
+            .post(format!("{issuer}/token"))
+            .basic_auth(client_id, Some(&secret.0))
+            .form(&[("grant_type", "client_credentials"), ("scope", "signing")])
+            .send()
+            .await
+            .map_err(http_error)?;
+        if !r.status().is_success() {
+            return Err(refused(r).await);
+        }
+        let body: Value = r.json().await.map_err(http_error)?;
+        let token = body["access_token"]
+            .as_str()
+            .ok_or(ClientError::Unexpected)?
+            .to_owned();
+        Ok(SigningClient {
+            http,
+            issuer,
+            token: AccessToken(token),
+        })
+    }
+
+    /// Asks the citizen to sign.
+    pub async fn ask(&self, doc: &DocumentToSign) -> Result<Asked, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/signing/requests", self.issuer))
+            .bearer_auth(&self.token.0)
+            .json(&json!({
+                "subject": doc.subject,
+                "hash_alg": doc.hash_alg,
+                "document_hash": URL_SAFE_NO_PAD.encode(&doc.digest),
+                "document_name": doc.name,
+                "description": doc.description,
+                "return_uri": doc.return_uri,
+                "callback_uri": doc.callback_uri,
+            }))
+            .send()
+            .await
+            .map_err(http_error)?;
+        if r.status().as_u16() != 201 {
+            return Err(refused(r).await);
+        }
+        let v: Value = r.json().await.map_err(http_error)?;
+        let text = |k: &str| {
+            v[k].as_str()
+                .map(str::to_owned)
+                .ok_or(ClientError::Unexpected)
+        };
+        Ok(Asked {
+            request_id: text("request_id")?,
+            code: text("code")?,
+            approval_url: text("approval_url")?,
+            expires_at: v["expires_at"].as_i64().ok_or(ClientError::Unexpected)?,
+        })
+    }
+
+    /// Where a request stands now.
+    pub async fn status(&self, request_id: &str) -> Result<Status, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/signing/requests/{request_id}", self.issuer))
+            .bearer_auth(&self.token.0)
+            .send()
+            .await
+            .map_err(http_error)?;
+        if !r.status().is_success() {
+            return Err(refused(r).await);
+        }
+        let v: Value = r.json().await.map_err(http_error)?;
+        match v["state"].as_str() {
+            Some("pending") => Ok(Status::Pending),
+            Some("signed") => Ok(Status::Signed(v["signed"].clone())),
+            Some("rejected") => Ok(Status::Rejected),
+            Some("expired") => Ok(Status::Expired),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Polls every two seconds until the citizen decides or `timeout` passes.
+    pub async fn wait(&self, request_id: &str, timeout: Duration) -> Result<Status, ClientError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.status(request_id).await? {
+                Status::Pending if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Status::Pending => return Err(ClientError::Timeout),
+                decided => return Ok(decided),
+            }
+        }
+    }
+
+    /// The signing CA's certificate (DER), to pin. Fetch it once, out of band, and keep it:
+    /// a CA fetched at verification time proves nothing.
+    pub async fn ca_certificate(&self) -> Result<Vec<u8>, ClientError> {
+        let pem = self
+            .http
+            .get(format!("{}/signing/ca", self.issuer))
+            .send()
+            .await
+            .map_err(http_error)?
+            .text()
+            .await
+            .map_err(http_error)?;
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| ClientError::Unexpected)
+    }
+}
