@@ -213,6 +213,10 @@ pub struct Client {
     pub jwks: Option<String>,
     /// A FAPI 2.0 client: `private_key_jwt` and pushed authorization requests only.
     pub fapi: bool,
+    /// Where the browser may go after logout, matched exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where a logout token is POSTed when a citizen's session ends.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl Client {
@@ -249,6 +253,10 @@ pub struct NewClient {
     pub jwks: Option<String>,
     /// Registered as FAPI 2.0.
     pub fapi: bool,
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout URI.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A client secret, shown once at registration. Its `Debug` never shows it.

@@ -24,12 +24,14 @@ use crate::storage::{Db, DbConnection};
 use crate::throttle::ThrottleConfig;
 
 mod enrolment;
+mod logout;
 mod passkeys;
 mod signing;
 pub use enrolment::{
     check_date, mask_document, normalize_document, AccountStatus, ActivationCode, CitizenRecord,
     Registration, RegistrationUpdate,
 };
+pub use logout::{EndSession, EndSessionInput, LogoutNotice};
 pub use passkeys::{Ceremony, PasskeyView, WebauthnConfig, CEREMONY_TTL, REGISTRATION_FRESHNESS};
 pub use signing::{
     NewSigningRequest, SigningDecision, SigningRequestView, SigningResult, SIGNING_TTL,
@@ -342,6 +344,8 @@ struct ClientRow {
     min_acr: Option<String>,
     jwks: Option<String>,
     fapi: i32,
+    post_logout_redirect_uris: Option<String>,
+    backchannel_logout_uri: Option<String>,
 }
 
 impl ClientRow {
@@ -358,6 +362,11 @@ impl ClientRow {
             min_acr: self.min_acr,
             jwks: self.jwks,
             fapi: self.fapi != 0,
+            post_logout_redirect_uris: match self.post_logout_redirect_uris {
+                Some(s) => serde_json::from_str(&s).map_err(Error::internal)?,
+                None => Vec::new(),
+            },
+            backchannel_logout_uri: self.backchannel_logout_uri,
         })
     }
 }
@@ -647,7 +656,12 @@ impl Provider {
                 "at least one redirect URI is required".into(),
             ));
         }
-        for uri in &new.redirect_uris {
+        for uri in new
+            .redirect_uris
+            .iter()
+            .chain(&new.post_logout_redirect_uris)
+            .chain(&new.backchannel_logout_uri)
+        {
             check_redirect_uri(uri)?;
         }
         let alg = SigningAlg::parse(new.id_token_alg.as_deref().unwrap_or("ES256"))?;
@@ -698,6 +712,8 @@ impl Provider {
             min_acr: new.min_acr,
             jwks: new.jwks,
             fapi: new.fapi,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            backchannel_logout_uri: new.backchannel_logout_uri,
         };
         let now = self.inner.clock.now();
         self.inner.db.with(|conn| {
@@ -717,6 +733,13 @@ impl Provider {
                     clients::min_acr.eq(&client.min_acr),
                     clients::jwks.eq(&client.jwks),
                     clients::fapi.eq(i32::from(client.fapi)),
+                    clients::post_logout_redirect_uris.eq((!client
+                        .post_logout_redirect_uris
+                        .is_empty())
+                    .then(|| {
+                        serde_json::to_string(&client.post_logout_redirect_uris).unwrap_or_default()
+                    })),
+                    clients::backchannel_logout_uri.eq(&client.backchannel_logout_uri),
                 ))
                 .execute(conn)
                 .map_err(|e| match Error::from(e) {
@@ -1091,21 +1114,10 @@ impl Provider {
     }
 
     /// Ends a session.
-    pub async fn logout(&self, token: SessionToken) -> Result<()> {
+    /// Returns the back-channel logout tokens to deliver to the citizen's e-services.
+    pub async fn logout(&self, token: SessionToken) -> Result<Vec<LogoutNotice>> {
         self.run(move |this, ev| {
-            this.audited_tx(ev, |conn, ev| {
-                let hash = token_hash(token.expose());
-                let citizen: Option<String> = sessions::table
-                    .find(&hash)
-                    .select(sessions::citizen_id)
-                    .first(conn)
-                    .optional()?;
-                diesel::delete(sessions::table.find(&hash)).execute(conn)?;
-                if let Some(c) = citizen {
-                    ev.push(Event::new("logout", Audited::Success).citizen(c));
-                }
-                Ok(())
-            })
+            this.audited_tx(ev, |conn, ev| this.end_session_blocking(conn, &token, ev))
         })
         .await
     }

@@ -43,6 +43,8 @@ diesel::table! {
         min_acr -> Nullable<Text>,
         jwks -> Nullable<Text>,
         fapi -> Integer,
+        post_logout_redirect_uris -> Nullable<Text>,
+        backchannel_logout_uri -> Nullable<Text>,
     }
 }
 

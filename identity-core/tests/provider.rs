@@ -157,6 +157,8 @@ fn client(id: &str, dept: &str, public: bool) -> NewClient {
         min_acr: None,
         jwks: None,
         fapi: false,
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
     }
 }
 

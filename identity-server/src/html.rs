@@ -579,6 +579,42 @@ pub fn signing_page(f: &Frame<'_>, v: &SigningView<'_>) -> String {
     page(f, t.sign_title, &body, true)
 }
 
+/// Asks before logging out at an e-service's request that did not prove it speaks for this
+/// citizen (no valid `id_token_hint`), so a link elsewhere cannot log anyone out.
+pub fn end_session_page(
+    f: &Frame<'_>,
+    csrf: &str,
+    client: Option<&str>,
+    keep: &[(&str, String)],
+) -> String {
+    let t = f.t();
+    let asks = match client {
+        Some(c) => fill(t.end_asks, &[("client", c)]),
+        None => esc(t.end_asks_unknown),
+    };
+    let mut hidden = hidden_csrf(csrf);
+    for (k, v) in keep {
+        let _ = write!(
+            hidden,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            esc(k),
+            esc(v)
+        );
+    }
+    page(
+        f,
+        t.end_title,
+        &format!(
+            "<p>{asks}</p>\n<form method=\"post\" action=\"/end-session/confirm\">{hidden}\
+             <button type=\"submit\" id=\"confirm-logout\">{yes}</button></form>\n\
+             <p><a href=\"/account\" id=\"stay\">{no}</a></p>",
+            yes = esc(t.logout),
+            no = esc(t.end_cancel),
+        ),
+        false,
+    )
+}
+
 /// A short notice page.
 pub fn notice_page(f: &Frame<'_>, title: &str, message: &str) -> String {
     page(f, title, &format!("<p>{}</p>", esc(message)), false)

@@ -189,6 +189,10 @@ pub struct Texts {
     pub sign_reject: &'static str,
     pub signed_notice: &'static str,
     pub rejected_notice: &'static str,
+    pub end_title: &'static str,
+    pub end_asks: &'static str,
+    pub end_asks_unknown: &'static str,
+    pub end_cancel: &'static str,
 }
 
 static EN: Texts = Texts {
@@ -289,6 +293,10 @@ static EN: Texts = Texts {
     sign_reject: "Reject",
     signed_notice: "You signed the document. You can close this page.",
     rejected_notice: "You rejected the request. Nothing was signed.",
+    end_title: "Log out?",
+    end_asks: "{client} asks to log you out of the Identity Service.",
+    end_asks_unknown: "Do you want to log out of the Identity Service?",
+    end_cancel: "Stay logged in",
 };
 
 static ZH_HANT: Texts = Texts {
@@ -389,6 +397,10 @@ static ZH_HANT: Texts = Texts {
     sign_reject: "拒絕",
     signed_notice: "你已簽署文件，可關閉此頁。",
     rejected_notice: "你已拒絕此要求，沒有簽署任何文件。",
+    end_title: "登出？",
+    end_asks: "{client}要求你登出數碼身份服務。",
+    end_asks_unknown: "你要登出數碼身份服務嗎？",
+    end_cancel: "保持登入",
 };
 
 /// A security event's name for the account page; unknown kinds show as they are logged.

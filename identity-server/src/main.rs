@@ -114,6 +114,12 @@ enum ClientCommand {
         /// requests only.
         #[arg(long)]
         fapi: bool,
+        /// Where the browser may return after logout (repeat for several); matched exactly.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Where a back-channel logout token is POSTed when a citizen's session ends.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
     },
     /// List registered e-services.
     List,
@@ -335,6 +341,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                     min_acr,
                     jwks,
                     fapi,
+                    post_logout_redirect_uris,
+                    backchannel_logout_uri,
                 } => {
                     let jwks =
                         match jwks {
@@ -357,6 +365,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                             min_acr,
                             jwks,
                             fapi,
+                            post_logout_redirect_uris,
+                            backchannel_logout_uri,
                         })
                         .await
                         .map_err(|e| e.to_string())?;

@@ -30,6 +30,9 @@ struct SeedClient {
     public: bool,
     /// The lowest `acr` the e-service accepts.
     min_acr: Option<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +65,8 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             min_acr: c.min_acr,
             jwks: None,
             fapi: false,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            backchannel_logout_uri: c.backchannel_logout_uri,
         };
         match provider.register_client(new).await {
             Ok(_) => added.push(format!("client {}", c.id)),

@@ -71,6 +71,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/account/consents/withdraw",
         web::post().to(withdraw_consent),
     )
+    .route("/end-session", web::get().to(end_session))
+    .route("/end-session", web::post().to(end_session))
+    .route("/end-session/confirm", web::post().to(end_session_confirm))
     .route("/logout", web::get().to(logout_page))
     .route("/logout", web::post().to(logout))
     .route(
@@ -240,6 +243,9 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "request_uri_parameter_supported": false,
             "authorization_response_iss_parameter_supported": true,
             "pushed_authorization_request_endpoint": format!("{iss}/par"),
+            "end_session_endpoint": format!("{iss}/end-session"),
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": false,
             "dpop_signing_alg_values_supported": identity_core::dpop::DPOP_ALGS,
             "require_pushed_authorization_requests": false,
             "prompt_values_supported": ["none", "login", "consent"],
@@ -1113,7 +1119,8 @@ async fn logout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let (session, _) = account_form(&req, &state, &body)?;
-    state.provider.logout(session).await?;
+    let notices = state.provider.logout(session).await?;
+    deliver_logout(&state, notices);
     let frame = Frame {
         lang: lang_of(&req, None),
         here: "/account",
@@ -1216,6 +1223,131 @@ async fn activate(
             Ok(resp)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Back-channel logout: each e-service's `logout_token` is POSTed as a form (Back-Channel
+/// Logout §2.5), retried with backoff, in the background.
+fn deliver_logout(state: &AppState, notices: Vec<identity_core::provider::LogoutNotice>) {
+    for n in notices {
+        let client = state.http.clone();
+        tokio::spawn(async move {
+            for attempt in 0..4u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(
+                        attempt * attempt,
+                    )))
+                    .await;
+                }
+                match client
+                    .post(&n.uri)
+                    .form(&[("logout_token", n.logout_token.as_str())])
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => return,
+                    Ok(r) => {
+                        tracing::warn!(status = %r.status(), attempt, "back-channel logout refused")
+                    }
+                    Err(e) => tracing::warn!(error = %e, attempt, "back-channel logout failed"),
+                }
+            }
+        });
+    }
+}
+
+fn end_session_input(p: &Params, confirmed: bool) -> identity_core::provider::EndSessionInput {
+    identity_core::provider::EndSessionInput {
+        id_token_hint: p.get("id_token_hint"),
+        client_id: p.get("client_id"),
+        post_logout_redirect_uri: p.get("post_logout_redirect_uri"),
+        state: p.get("state"),
+        confirmed,
+    }
+}
+
+/// RP-initiated logout (`end_session_endpoint`), by GET or POST.
+async fn end_session(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let p = if req.method() == actix_web::http::Method::POST {
+        Params::parse(&body)
+    } else {
+        Params::parse(req.query_string().as_bytes())
+    };
+    p.check()?;
+    let session = session_cookie(&req);
+    let outcome = state
+        .provider
+        .end_session(end_session_input(&p, false), session.clone())
+        .await?;
+    ended(&req, &state, outcome, &p, session)
+}
+
+/// The citizen confirmed the logout on our page.
+async fn end_session_confirm(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (session, p) = account_form(&req, &state, &body)?;
+    let outcome = state
+        .provider
+        .end_session(end_session_input(&p, true), Some(session))
+        .await?;
+    ended(&req, &state, outcome, &p, None)
+}
+
+fn ended(
+    req: &HttpRequest,
+    state: &AppState,
+    outcome: identity_core::provider::EndSession,
+    p: &Params,
+    session: Option<SessionToken>,
+) -> Result<HttpResponse, PageError> {
+    let frame = Frame {
+        lang: lang_of(req, p.get("ui_locales").as_deref()),
+        here: "/account",
+    };
+    let t = frame.lang.texts();
+    match outcome {
+        identity_core::provider::EndSession::Done { redirect, notices } => {
+            deliver_logout(state, notices);
+            let mut resp = match redirect {
+                Some(uri) => see_other(&uri),
+                None => html_response(
+                    StatusCode::OK,
+                    html::notice_page(&frame, t.logged_out_title, t.logged_out),
+                ),
+            };
+            let mut gone = cookie(state, SESSION_COOKIE, String::new(), "/".into());
+            gone.make_removal();
+            resp.add_cookie(&gone).map_err(Error::internal)?;
+            Ok(resp)
+        }
+        identity_core::provider::EndSession::Confirm { client_name } => {
+            let token = session.map(|s| s.expose().to_owned()).unwrap_or_default();
+            let keep: Vec<(&str, String)> = [
+                "id_token_hint",
+                "client_id",
+                "post_logout_redirect_uri",
+                "state",
+            ]
+            .into_iter()
+            .filter_map(|k| p.get(k).map(|v| (k, v)))
+            .collect();
+            Ok(html_response(
+                StatusCode::OK,
+                html::end_session_page(
+                    &frame,
+                    &csrf_for(state, "account", &token),
+                    client_name.as_deref(),
+                    &keep,
+                ),
+            ))
+        }
     }
 }
 

@@ -30,11 +30,11 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
 }
 
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A relying party's redirect URI that answers, so the browser lands somewhere readable,
 /// and records every request (`METHOD path body`), so a callback can be checked.
-fn callback_server_seeing() -> (String, Seen) {
+pub fn callback_server_seeing() -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Default::default();

@@ -8,6 +8,7 @@ mod cdp;
 mod cli;
 mod enrolment;
 mod fapi;
+mod logout;
 mod negative;
 mod oidc;
 mod signing;
