@@ -176,6 +176,10 @@ pub struct AuthorizeInput {
     pub pushed: bool,
     /// `dpop_jkt` (RFC 9449 §10), or the thumbprint of the DPoP proof sent with PAR.
     pub dpop_jkt: Option<String>,
+    /// `id_token_hint`: the citizen the client expects (with `prompt=none`, or to check).
+    pub id_token_hint: Option<String>,
+    /// `claims` (OpenID Connect Core §5.5), JSON.
+    pub claims: Option<String>,
 }
 
 /// What the browser should do next.
@@ -508,6 +512,52 @@ fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// The scopes and the `acr` a `claims` parameter asks for. Claims we do not know are
+/// ignored, as OpenID Connect allows; a parameter that is not a JSON object is refused.
+fn claims_request(text: &str) -> std::result::Result<(Scopes, Option<&'static str>), &'static str> {
+    let v: Value = serde_json::from_str(text).map_err(|_| "the claims parameter is not JSON")?;
+    let obj = v
+        .as_object()
+        .ok_or("the claims parameter must be a JSON object")?;
+    let mut scopes = Vec::new();
+    let mut acr = None;
+    for target in ["userinfo", "id_token"] {
+        let Some(claims) = obj.get(target) else {
+            continue;
+        };
+        let claims = claims
+            .as_object()
+            .ok_or("each member of the claims parameter must be an object")?;
+        for (name, request) in claims {
+            let scope = match name.as_str() {
+                "name" | "name#zh-Hant" | "birthdate" | "gender" => "profile",
+                "email" | "email_verified" => "email",
+                "phone_number" | "phone_number_verified" => "phone",
+                "address" => "address",
+                "identity_document_number" => "identity_document",
+                "acr" => {
+                    let values: Vec<&str> = request
+                        .get("values")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .or_else(|| {
+                            request
+                                .get("value")
+                                .and_then(Value::as_str)
+                                .map(|v| vec![v])
+                        })
+                        .unwrap_or_default();
+                    acr = stronger_acr(acr, acr_from_values(&values.join(" ")));
+                    continue;
+                }
+                _ => continue,
+            };
+            scopes.push(scope);
+        }
+    }
+    Ok((Scopes::parse(&scopes.join(" ")), acr))
 }
 
 fn normalize_username(s: &str) -> String {
@@ -1335,7 +1385,15 @@ impl Provider {
         if !requested.has("openid") {
             return fail("invalid_scope", "the scope must include openid");
         }
-        let scope = requested.intersect(&client.scopes);
+        // The claims parameter asks for claims one by one; each is released under the scope
+        // that carries it, so it joins the request's scopes (and so the consent page), and
+        // an `acr` it asks for counts like acr_values.
+        let (claim_scopes, claims_acr) = match input.claims.as_deref().map(claims_request) {
+            None => (Scopes::default(), None),
+            Some(Ok(found)) => found,
+            Some(Err(why)) => return fail("invalid_request", why),
+        };
+        let scope = requested.union(&claim_scopes).intersect(&client.scopes);
         if !scope.has("openid") {
             return fail(
                 "invalid_scope",
@@ -1411,13 +1469,41 @@ impl Provider {
             created_at: now,
             expires_at: now + self.inner.config.auth_request_ttl,
             acr_required: stronger_acr(
-                client.min_acr.as_deref(),
-                input.acr_values.as_deref().and_then(acr_from_values),
+                stronger_acr(
+                    client.min_acr.as_deref(),
+                    input.acr_values.as_deref().and_then(acr_from_values),
+                ),
+                claims_acr,
             )
             .map(str::to_owned),
             dpop_jkt: input.dpop_jkt,
         };
-        let session = self.session_blocking(conn, token)?;
+        let mut session = self.session_blocking(conn, token)?;
+        // id_token_hint names the citizen the client expects: one of our ID tokens (expired
+        // ones too) for this client. A session of someone else does not count, so
+        // prompt=none answers login_required rather than a code for the wrong person.
+        if let Some(hint) = &input.id_token_hint {
+            let claims = match self
+                .inner
+                .keys
+                .verify_id_token_hint(hint, &self.inner.config.issuer)
+            {
+                Ok(c) => c,
+                Err(_) => return fail("invalid_request", "the id_token_hint is not valid"),
+            };
+            if claims.get("aud").and_then(Value::as_str) != Some(client.id.as_str()) {
+                return fail(
+                    "invalid_request",
+                    "the id_token_hint was issued to another client",
+                );
+            }
+            let expected = session
+                .as_ref()
+                .map(|s| self.subject(&client.sector, &s.citizen_id));
+            if expected.as_deref() != claims.get("sub").and_then(Value::as_str) {
+                session = None;
+            }
+        }
         match self.decide(conn, &request, &client, session.as_ref())? {
             Decision::Login | Decision::Consent(_) if prompts.contains(&"none") => {
                 let error = match self.decide(conn, &request, &client, session.as_ref())? {

@@ -238,7 +238,7 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint_auth_signing_alg_values_supported": identity_core::client_auth::ASSERTION_ALGS,
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": SUPPORTED_CLAIMS,
-            "claims_parameter_supported": false,
+            "claims_parameter_supported": true,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
             "authorization_response_iss_parameter_supported": true,
@@ -323,6 +323,8 @@ fn authorize_input(p: &Params) -> AuthorizeInput {
         repeated: p.repeated().to_vec(),
         pushed: false,
         dpop_jkt: p.get("dpop_jkt"),
+        id_token_hint: p.get("id_token_hint"),
+        claims: p.get("claims"),
     }
 }
 

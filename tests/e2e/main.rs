@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod cdp;
 mod cli;
+mod conformance;
 mod enrolment;
 mod fapi;
 mod logout;

@@ -126,6 +126,17 @@ impl Server {
     /// Runs an administration command against this server's data (a second process on the
     /// same database, as an operator would).
     pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_output(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Like [`Server::cli`], for a command that may fail: its whole output.
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
         let cfg = self.dir.path().join("admin.toml");
         std::fs::write(
             &cfg,
@@ -141,13 +152,7 @@ impl Server {
         if let Some(url) = &self.database_url {
             cmd.env("IDENTITY_DATABASE_URL", url);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cmd.output().unwrap()
     }
 
     /// The database this server uses (a SQLite file or a PostgreSQL URL).
