@@ -241,6 +241,28 @@ impl KeyStore {
         Ok(kid)
     }
 
+    /// Scheduled rotation: rotates each algorithm whose newest key is older than
+    /// `max_age` seconds, pre-publishing the new key for `prepublish` seconds. Returns the
+    /// new key ids. Run from every replica's housekeeping: the check and the rotation are
+    /// one transaction, so on SQLite only one replica rotates; on PostgreSQL two replicas
+    /// racing may each add a key, which is harmless (the newest active one signs).
+    pub fn rotate_due(&self, max_age: i64, prepublish: i64) -> Result<Vec<String>> {
+        let now = self.clock.now();
+        let mut rotated = Vec::new();
+        for alg in SigningAlg::ALL {
+            let newest: Option<i64> = self.db.with(|conn| {
+                Ok(signing_keys::table
+                    .filter(signing_keys::alg.eq(alg.as_str()))
+                    .select(diesel::dsl::max(signing_keys::created_at))
+                    .first::<Option<i64>>(conn)?)
+            })?;
+            if newest.is_some_and(|t| now - t >= max_age) {
+                rotated.push(self.rotate(alg, prepublish)?);
+            }
+        }
+        Ok(rotated)
+    }
+
     /// Every key, newest first.
     pub fn list(&self) -> Result<Vec<KeyInfo>> {
         self.db.with(|conn| {

@@ -2428,6 +2428,26 @@ impl Provider {
         })
     }
 
+    /// Scheduled key rotation (from housekeeping): rotates every algorithm whose newest key
+    /// is older than `max_age`, pre-publishing for `prepublish`, and audits each rotation.
+    /// Blocking: run it on a background thread.
+    pub fn rotate_due_keys(&self, max_age: i64, prepublish: i64) -> Result<Vec<String>> {
+        let rotated = self.inner.keys.rotate_due(max_age, prepublish)?;
+        if !rotated.is_empty() {
+            let mut ev = Vec::new();
+            self.audited_tx(&mut ev, |_, ev| {
+                for kid in &rotated {
+                    ev.push(
+                        Event::new("key.rotated", Audited::Success)
+                            .detail(format!("scheduled {kid}")),
+                    );
+                }
+                Ok(())
+            })?;
+        }
+        Ok(rotated)
+    }
+
     /// Whether the database answers and its schema is current.
     pub fn ready(&self) -> Result<()> {
         self.inner.db.ready()

@@ -857,6 +857,33 @@ async fn keys_rotate(backend: Backend) {
         sealed.iter().all(|s| !s.starts_with("MI")),
         "keys must not be stored as plain PKCS#8"
     );
+    // Scheduled rotation: nothing is due while the keys are young; once they are older than
+    // the age, each algorithm gets a new, pre-published key, and the old one keeps signing
+    // until the new one's time comes.
+    assert!(f
+        .provider
+        .rotate_due_keys(90 * 86_400, 3_600)
+        .unwrap()
+        .is_empty());
+    f.clock.advance(91 * 86_400);
+    let before = f.provider.keys().jwks().unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .len();
+    let rotated = f.provider.rotate_due_keys(90 * 86_400, 3_600).unwrap();
+    assert_eq!(rotated.len(), 3, "ES256, EdDSA and RS256");
+    assert!(
+        f.provider
+            .rotate_due_keys(90 * 86_400, 3_600)
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let after = f.provider.keys().jwks().unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(after >= before + 3, "the new keys are published at once");
 }
 
 async fn concurrent_guesses_cannot_skip_the_delay(backend: Backend) {

@@ -16,6 +16,9 @@ use url::Url;
 pub struct Settings {
     /// The issuer and the base of every URL the server gives out.
     pub public_url: Url,
+    /// Scheduled rotation of signing keys: their age in seconds (0: never), and how long a
+    /// new key is published before it signs.
+    pub key_rotation: (i64, i64),
     /// Where to listen.
     pub listen: SocketAddr,
     /// Database URL: a SQLite path or `postgres://`.
@@ -66,6 +69,8 @@ const KEYS: &[&str] = &[
     "audit_checkpoint_seconds",
     "webauthn_rp_id",
     "activation_code_seconds",
+    "key_rotation_days",
+    "key_prepublish_seconds",
     "webauthn_origin",
 ];
 
@@ -259,6 +264,10 @@ impl Settings {
             max_body_bytes: src.number("max_body_bytes", 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
             workers: src.number("workers", cores, 1, 256)?,
             audit_checkpoint_seconds: src.number("audit_checkpoint_seconds", 2u64, 1, 3600)?,
+            key_rotation: (
+                src.number("key_rotation_days", 90i64, 0, 3650)? * 86_400,
+                src.number("key_prepublish_seconds", 86_400i64, 0, 30 * 86_400)?,
+            ),
             provider,
         })
     }

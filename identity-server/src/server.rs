@@ -60,7 +60,9 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
     // Checkpoints every few seconds while entries arrive. Each replica may try; the audit
     // lock and the size check make that harmless.
     // Expired sessions, requests, codes, refresh tokens and stale counters go once a minute.
+    // Signing keys older than key_rotation_days are rotated (pre-published first).
     let housekeeping = state.provider.clone();
+    let (max_age, prepublish) = settings.key_rotation;
     std::thread::Builder::new()
         .name("purge-expired".into())
         .spawn(move || loop {
@@ -69,6 +71,13 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            }
+            if max_age > 0 {
+                match housekeeping.rotate_due_keys(max_age, prepublish) {
+                    Ok(k) if !k.is_empty() => tracing::info!(keys = ?k, "rotated signing keys"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
+                }
             }
         })
         .map_err(|e| e.to_string())?;
