@@ -176,6 +176,63 @@ pub fn verify_assertion(
     })
 }
 
+/// Fetches a client's published JWKS (blocking, with a timeout); the server provides it,
+/// since the core knows nothing of HTTP.
+pub trait JwksFetcher: Send + Sync + std::fmt::Debug {
+    /// The document at `uri`, or why not.
+    fn fetch(&self, uri: &str) -> std::result::Result<String, String>;
+}
+
+/// How long a fetched JWKS is used before it is fetched again, in seconds.
+const JWKS_TTL: i64 = 300;
+/// The least time between two fetches of one URI, so a flood of bad assertions cannot make
+/// us hammer a client's server.
+const JWKS_MIN_INTERVAL: i64 = 10;
+
+/// Fetched JWKS by URI, safe to be stale for minutes (the design notes allow it for client
+/// keys): every replica keeps its own.
+pub struct JwksCache {
+    fetcher: Option<std::sync::Arc<dyn JwksFetcher>>,
+    clock: crate::clock::Clock,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+}
+
+impl JwksCache {
+    /// A cache over a fetcher, timed by the provider's clock.
+    pub fn new(
+        fetcher: Option<std::sync::Arc<dyn JwksFetcher>>,
+        clock: crate::clock::Clock,
+    ) -> Self {
+        JwksCache {
+            fetcher,
+            clock,
+            entries: Default::default(),
+        }
+    }
+
+    /// The JWKS at `uri`: cached unless older than five minutes or `refresh` is asked (and
+    /// the last fetch is more than ten seconds old).
+    pub fn get(&self, uri: &str, refresh: bool) -> Result<String> {
+        let now = self.clock.now();
+        if let Some((at, text)) = self.entries.lock().ok().and_then(|e| e.get(uri).cloned()) {
+            let age = now - at;
+            if age < JWKS_TTL && (!refresh || age < JWKS_MIN_INTERVAL) {
+                return Ok(text);
+            }
+        }
+        let fetcher = self.fetcher.as_ref().ok_or(Error::InvalidClient)?;
+        let text = fetcher.fetch(uri).map_err(|e| {
+            tracing::warn!(error = %e, "fetching a client's JWKS failed");
+            Error::InvalidClient
+        })?;
+        parse_client_jwks(&text).map_err(|_| Error::InvalidClient)?;
+        if let Ok(mut e) = self.entries.lock() {
+            e.insert(uri.to_owned(), (now, text.clone()));
+        }
+        Ok(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,12 +217,22 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// Where a logout token is POSTed when a citizen's session ends.
     pub backchannel_logout_uri: Option<String>,
+    /// Where the client publishes its `private_key_jwt` keys, instead of registering them.
+    pub jwks_uri: Option<String>,
+}
+
+impl Client {
+    /// Whether the client proves itself with keys (registered or published) rather than a
+    /// secret.
+    pub fn uses_keys(&self) -> bool {
+        self.jwks.is_some() || self.jwks_uri.is_some()
+    }
 }
 
 impl Client {
     /// Whether the client authenticates (with a secret or a key).
     pub fn is_confidential(&self) -> bool {
-        self.secret_hash.is_some() || self.jwks.is_some()
+        self.secret_hash.is_some() || self.uses_keys()
     }
 }
 
@@ -257,6 +267,8 @@ pub struct NewClient {
     pub post_logout_redirect_uris: Vec<String>,
     /// Back-channel logout URI.
     pub backchannel_logout_uri: Option<String>,
+    /// Where the client publishes its keys (https), for `private_key_jwt`.
+    pub jwks_uri: Option<String>,
 }
 
 /// A client secret, shown once at registration. Its `Debug` never shows it.

@@ -68,6 +68,9 @@ pub struct ProviderConfig {
     pub webauthn: WebauthnConfig,
     /// How long an activation or recovery code works.
     pub activation_code_ttl: i64,
+    /// Fetches clients' published JWKS (the server's HTTP client); none means `jwks_uri`
+    /// clients cannot authenticate.
+    pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_auth::JwksFetcher>>,
 }
 
 impl ProviderConfig {
@@ -98,6 +101,7 @@ impl ProviderConfig {
             hashing: HashingConfig::default(),
             audit_witness: None,
             activation_code_ttl: 86_400,
+            jwks_fetcher: None,
         }
     }
 }
@@ -350,6 +354,7 @@ struct ClientRow {
     fapi: i32,
     post_logout_redirect_uris: Option<String>,
     backchannel_logout_uri: Option<String>,
+    jwks_uri: Option<String>,
 }
 
 impl ClientRow {
@@ -371,6 +376,7 @@ impl ClientRow {
                 None => Vec::new(),
             },
             backchannel_logout_uri: self.backchannel_logout_uri,
+            jwks_uri: self.jwks_uri,
         })
     }
 }
@@ -469,6 +475,7 @@ struct Inner {
     webauthn: webauthn_rs::Webauthn,
     kek: Kek,
     id_docs: KeyedHash,
+    client_jwks: crate::client_auth::JwksCache,
 }
 
 /// The provider; cheap to clone.
@@ -585,6 +592,10 @@ impl Provider {
                 throttle_key: kek.derive(Purpose::Throttle),
                 webauthn,
                 id_docs: kek.derive(Purpose::IdDocument),
+                client_jwks: crate::client_auth::JwksCache::new(
+                    config.jwks_fetcher.clone(),
+                    clock.clone(),
+                ),
                 kek: kek.clone(),
                 db,
                 clock,
@@ -724,14 +735,23 @@ impl Provider {
         if let Some(jwks) = &new.jwks {
             crate::client_auth::parse_client_jwks(jwks)?;
         }
-        if new.fapi && new.jwks.is_none() {
+        if let Some(uri) = &new.jwks_uri {
+            check_redirect_uri(uri)?;
+            if new.jwks.is_some() {
+                return Err(Error::InvalidRequest(
+                    "register the keys (jwks) or where they are published (jwks_uri), not both"
+                        .into(),
+                ));
+            }
+        }
+        if new.fapi && new.jwks.is_none() && new.jwks_uri.is_none() {
             return Err(Error::InvalidRequest(
                 "a FAPI client authenticates with private_key_jwt: register its public keys (jwks)"
                     .into(),
             ));
         }
         // A client with registered keys authenticates with them, never with a secret.
-        let secret = (!new.public && new.jwks.is_none()).then(|| {
+        let secret = (!new.public && new.jwks.is_none() && new.jwks_uri.is_none()).then(|| {
             new.secret
                 .clone()
                 .unwrap_or_else(|| ClientSecret::new(random_token()))
@@ -764,6 +784,7 @@ impl Provider {
             fapi: new.fapi,
             post_logout_redirect_uris: new.post_logout_redirect_uris,
             backchannel_logout_uri: new.backchannel_logout_uri,
+            jwks_uri: new.jwks_uri,
         };
         let now = self.inner.clock.now();
         self.inner.db.with(|conn| {
@@ -790,6 +811,7 @@ impl Provider {
                         serde_json::to_string(&client.post_logout_redirect_uris).unwrap_or_default()
                     })),
                     clients::backchannel_logout_uri.eq(&client.backchannel_logout_uri),
+                    clients::jwks_uri.eq(&client.jwks_uri),
                 ))
                 .execute(conn)
                 .map_err(|e| match Error::from(e) {
@@ -1793,7 +1815,7 @@ impl Provider {
         };
         let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
         // A client with registered keys proves itself with them, and only with them.
-        if client.jwks.is_some() {
+        if client.uses_keys() {
             return Err(Error::InvalidClient);
         }
         match (&client.secret_hash, secret) {
@@ -1828,7 +1850,6 @@ impl Provider {
             (None, None) => return Err(Error::InvalidClient),
         };
         let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
-        let jwks = client.jwks.as_deref().ok_or(Error::InvalidClient)?;
         let iss = &self.inner.config.issuer;
         let audiences = [
             iss.clone(),
@@ -1839,8 +1860,28 @@ impl Provider {
         ];
         let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
         let now = self.inner.clock.now();
-        let checked =
-            crate::client_auth::verify_assertion(assertion, &client.id, jwks, &audiences, now)?;
+        let checked = match (&client.jwks, &client.jwks_uri) {
+            (Some(jwks), _) => {
+                crate::client_auth::verify_assertion(assertion, &client.id, jwks, &audiences, now)?
+            }
+            (None, Some(uri)) => {
+                // Published keys: the cached set first; on failure (a key the client has
+                // just added) fetch again, at most every few seconds, and try once more.
+                let cached = self.inner.client_jwks.get(uri, false)?;
+                match crate::client_auth::verify_assertion(
+                    assertion, &client.id, &cached, &audiences, now,
+                ) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        let fresh = self.inner.client_jwks.get(uri, true)?;
+                        crate::client_auth::verify_assertion(
+                            assertion, &client.id, &fresh, &audiences, now,
+                        )?
+                    }
+                }
+            }
+            (None, None) => return Err(Error::InvalidClient),
+        };
         self.record_jti(
             conn,
             "client-assertion",

@@ -45,6 +45,7 @@ diesel::table! {
         fapi -> Integer,
         post_logout_redirect_uris -> Nullable<Text>,
         backchannel_logout_uri -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
     }
 }
 

@@ -71,6 +71,7 @@ both!(
     private_key_jwt_and_its_refusals,
     pushed_authorization_requests,
     dpop_binds_tokens_to_the_clients_key,
+    published_client_keys_are_fetched_and_cached,
 );
 
 #[path = "provider/passkeys.rs"]
@@ -159,6 +160,7 @@ fn client(id: &str, dept: &str, public: bool) -> NewClient {
         fapi: false,
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,
+        jwks_uri: None,
     }
 }
 

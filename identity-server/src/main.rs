@@ -112,6 +112,9 @@ enum ClientCommand {
         /// then gets no secret.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// Where the client publishes its public keys (https), instead of --jwks.
+        #[arg(long)]
+        jwks_uri: Option<String>,
         /// Register as FAPI 2.0: private_key_jwt (needs --jwks) and pushed authorization
         /// requests only.
         #[arg(long)]
@@ -254,6 +257,46 @@ fn open_db(settings: &Settings, pool_size: u32) -> Result<Db, String> {
     Db::open(&settings.database_url, pool_size).map_err(|e| format!("database_url: {e}"))
 }
 
+/// Fetches a client's published JWKS for `private_key_jwt`: https only (loopback excepted,
+/// as registration checked), a 5-second timeout, no redirects, at most 16 KiB. Each fetch
+/// runs its own small runtime on its own thread, since the core calls it from a blocking
+/// thread and fetches are rare (the core caches the result for minutes).
+#[derive(Debug)]
+struct HttpJwks;
+
+impl identity_core::client_auth::JwksFetcher for HttpJwks {
+    fn fetch(&self, uri: &str) -> Result<String, String> {
+        let uri = uri.to_owned();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let http = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(5))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let r = http.get(&uri).send().await.map_err(|e| e.to_string())?;
+                if !r.status().is_success() {
+                    return Err(format!("{uri}: status {}", r.status()));
+                }
+                if r.content_length().is_some_and(|n| n > 16 * 1024) {
+                    return Err(format!("{uri}: too large"));
+                }
+                let body = r.bytes().await.map_err(|e| e.to_string())?;
+                if body.len() > 16 * 1024 {
+                    return Err(format!("{uri}: too large"));
+                }
+                String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .map_err(|_| "the JWKS fetch thread failed".to_owned())?
+    }
+}
+
 fn open(settings: &Settings) -> Result<Provider, String> {
     if let Some(dir) = settings
         .provider
@@ -266,13 +309,10 @@ fn open(settings: &Settings) -> Result<Provider, String> {
     }
     let db = open_db(settings, settings.db_pool_size)?;
     db.migrate().map_err(|e| e.to_string())?;
-    let provider = Provider::new(
-        db,
-        settings.kek.clone(),
-        Clock::system(),
-        settings.provider.clone(),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut config = settings.provider.clone();
+    config.jwks_fetcher = Some(std::sync::Arc::new(HttpJwks));
+    let provider = Provider::new(db, settings.kek.clone(), Clock::system(), config)
+        .map_err(|e| e.to_string())?;
     provider.keys().ensure_keys().map_err(|e| e.to_string())?;
     Ok(provider)
 }
@@ -342,6 +382,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     id_token_alg,
                     min_acr,
                     jwks,
+                    jwks_uri,
                     fapi,
                     post_logout_redirect_uris,
                     backchannel_logout_uri,
@@ -366,6 +407,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                             secret: None,
                             min_acr,
                             jwks,
+                            jwks_uri,
                             fapi,
                             post_logout_redirect_uris,
                             backchannel_logout_uri,
@@ -378,7 +420,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                             "client_secret: {}\n(shown once: only a keyed hash is stored)",
                             s.expose()
                         ),
-                        None if client.jwks.is_some() => {
+                        None if client.uses_keys() => {
                             println!(
                                 "private_key_jwt client: authenticates with its registered keys"
                             )

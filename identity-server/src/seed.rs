@@ -67,6 +67,7 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             fapi: false,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
             backchannel_logout_uri: c.backchannel_logout_uri,
+            jwks_uri: None,
         };
         match provider.register_client(new).await {
             Ok(_) => added.push(format!("client {}", c.id)),

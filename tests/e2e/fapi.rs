@@ -234,3 +234,69 @@ async fn fapi_flow_sqlite() {
 async fn fapi_flow_postgres() {
     fapi_flow(Backend::Postgres).await
 }
+
+/// A client whose keys are published at a URL: the server fetches them over HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn private_key_jwt_with_published_keys() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let key = Key::new();
+    let mut jwk = key.jwk.clone();
+    jwk["kid"] = "k1".into();
+    let body = json!({"keys": [jwk]}).to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+        }
+    });
+    let uri = format!("http://localhost:{port}/jwks.json");
+    server.cli(&[
+        "client",
+        "add",
+        "--id",
+        "published",
+        "--name",
+        "Published keys",
+        "--department",
+        "Dept P",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--jwks-uri",
+        &uri,
+        "--scopes",
+        "openid signing",
+    ]);
+    let send = |assertion: String| {
+        let server = &server;
+        async move {
+            http()
+                .post(server.url("/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    (
+                        "client_assertion_type",
+                        identity_core::client_auth::ASSERTION_TYPE,
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(send(key.assertion("published", &server.base)).await, 200);
+    assert_eq!(
+        send(Key::new().assertion("published", &server.base)).await,
+        401
+    );
+}

@@ -512,3 +512,82 @@ pub async fn dpop_binds_tokens_to_the_clients_key(backend: Backend) {
         );
     }
 }
+
+/// A client's key server, as the provider's fetcher sees it.
+#[derive(Debug, Default)]
+struct KeyServer {
+    jwks: std::sync::Mutex<String>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl identity_core::client_auth::JwksFetcher for KeyServer {
+    fn fetch(&self, uri: &str) -> Result<String, String> {
+        assert_eq!(uri, "https://dept.example/jwks.json");
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.jwks.lock().unwrap().clone())
+    }
+}
+
+pub async fn published_client_keys_are_fetched_and_cached(backend: Backend) {
+    let f = fixture(backend).await;
+    let keys = std::sync::Arc::new(KeyServer::default());
+    let first = ClientKey::new("k1");
+    *keys.jwks.lock().unwrap() = first.jwks.clone();
+    let mut cfg = config();
+    cfg.jwks_fetcher = Some(keys.clone());
+    let provider = Provider::new(f.db.clone(), f.kek.clone(), f.clock.clone(), cfg).unwrap();
+    let mut new = client("published", "Dept P", false);
+    new.jwks_uri = Some("https://dept.example/jwks.json".into());
+    let (_, secret) = provider.register_client(new).await.unwrap();
+    assert!(secret.is_none());
+    let now = f.clock.now();
+    let token = |key: &ClientKey, kid: &str| {
+        let p = provider.clone();
+        let auth = ClientAuth::Assertion {
+            id: Some("published".into()),
+            assertion: key.sign(kid, &assertion_claims("published", now)),
+        };
+        async move { p.token(auth, client_credentials()).await }
+    };
+    let calls = || keys.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(token(&first, "k1").await.is_ok());
+    assert!(token(&first, "k1").await.is_ok());
+    assert_eq!(calls(), 1, "fetched once, then cached");
+    // The client rotates its key: within seconds of the last fetch the new key is not seen
+    // yet (fetches are rate-limited); a little later the unknown key makes one fresh fetch.
+    let second = ClientKey::new("k2");
+    *keys.jwks.lock().unwrap() = second.jwks.clone();
+    assert!(token(&second, "k2").await.is_err());
+    assert_eq!(calls(), 1);
+    f.clock.advance(11);
+    let now = f.clock.now();
+    let token = |key: &ClientKey, kid: &str| {
+        let p = provider.clone();
+        let auth = ClientAuth::Assertion {
+            id: Some("published".into()),
+            assertion: key.sign(kid, &assertion_claims("published", now)),
+        };
+        async move { p.token(auth, client_credentials()).await }
+    };
+    assert!(token(&second, "k2").await.is_ok());
+    assert_eq!(calls(), 2);
+    // A flood of assertions by unknown keys does not make a fetch each.
+    for _ in 0..5 {
+        assert!(token(&ClientKey::new("k9"), "k9").await.is_err());
+    }
+    assert_eq!(calls(), 2, "at most one fetch every few seconds");
+    // Registering both forms, or a non-https URI, is refused.
+    let mut both = client("both", "Dept P", false);
+    both.jwks = Some(first.jwks.clone());
+    both.jwks_uri = Some("https://dept.example/jwks.json".into());
+    assert!(matches!(
+        provider.register_client(both).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    let mut plain = client("plain", "Dept P", false);
+    plain.jwks_uri = Some("http://dept.example/jwks.json".into());
+    assert!(matches!(
+        provider.register_client(plain).await,
+        Err(Error::InvalidRequest(_))
+    ));
+}
