@@ -76,6 +76,8 @@ pub enum Purpose {
     AuditPseudonym,
     /// Look-up hashes of identity document numbers (one account per document).
     IdDocument,
+    /// DPoP server nonces (stateless: any replica checks them).
+    DpopNonce,
 }
 
 impl Purpose {
@@ -87,6 +89,7 @@ impl Purpose {
             Purpose::Throttle => b"identity/throttle/v1",
             Purpose::AuditPseudonym => b"identity/audit-pseudonym/v1",
             Purpose::IdDocument => b"identity/id-document/v1",
+            Purpose::DpopNonce => b"identity/dpop-nonce/v1",
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Proof {
     pub jti: String,
     /// When it was made.
     pub iat: i64,
+    /// The server nonce it carries, if any.
+    pub nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +40,7 @@ struct Claims {
     htu: Option<String>,
     iat: Option<i64>,
     ath: Option<String>,
+    nonce: Option<String>,
 }
 
 fn bad(why: &str) -> Error {
@@ -136,6 +139,7 @@ pub fn verify(
         jkt: thumbprint(&jwk)?,
         jti,
         iat,
+        nonce: c.nonce,
     })
 }
 

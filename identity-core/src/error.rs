@@ -28,6 +28,15 @@ pub enum Error {
     /// A DPoP proof is missing, malformed, replayed or for another request (RFC 9449).
     #[error("invalid DPoP proof: {0}")]
     InvalidDpopProof(String),
+    /// The DPoP proof must carry this server nonce (RFC 9449 §8); `resource` is set at a
+    /// protected resource (401 there, 400 at the token endpoint).
+    #[error("use the DPoP nonce")]
+    UseDpopNonce {
+        /// The nonce to use.
+        nonce: String,
+        /// Whether a protected resource (not the token endpoint) asked.
+        resource: bool,
+    },
     /// A bearer token is missing, invalid, expired or revoked.
     #[error("invalid token")]
     InvalidToken,

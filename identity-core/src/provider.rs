@@ -71,6 +71,9 @@ pub struct ProviderConfig {
     /// Fetches clients' published JWKS (the server's HTTP client); none means `jwks_uri`
     /// clients cannot authenticate.
     pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_auth::JwksFetcher>>,
+    /// Whether DPoP proofs must carry a server nonce (RFC 9449 §8), which limits how long a
+    /// proof made in advance can be used.
+    pub dpop_nonce_required: bool,
 }
 
 impl ProviderConfig {
@@ -102,6 +105,7 @@ impl ProviderConfig {
             audit_witness: None,
             activation_code_ttl: 86_400,
             jwks_fetcher: None,
+            dpop_nonce_required: false,
         }
     }
 }
@@ -476,6 +480,7 @@ struct Inner {
     kek: Kek,
     id_docs: KeyedHash,
     client_jwks: crate::client_auth::JwksCache,
+    dpop_nonces: KeyedHash,
 }
 
 /// The provider; cheap to clone.
@@ -592,6 +597,7 @@ impl Provider {
                 throttle_key: kek.derive(Purpose::Throttle),
                 webauthn,
                 id_docs: kek.derive(Purpose::IdDocument),
+                dpop_nonces: kek.derive(Purpose::DpopNonce),
                 client_jwks: crate::client_auth::JwksCache::new(
                     config.jwks_fetcher.clone(),
                     clock.clone(),
@@ -1902,6 +1908,17 @@ impl Provider {
     ) -> Result<crate::dpop::Proof> {
         let now = self.inner.clock.now();
         let p = crate::dpop::verify(proof, method, url, access_token, now)?;
+        if self.inner.config.dpop_nonce_required
+            && !p
+                .nonce
+                .as_deref()
+                .is_some_and(|n| self.dpop_nonce_valid(n, now))
+        {
+            return Err(Error::UseDpopNonce {
+                nonce: self.dpop_nonce(now),
+                resource: access_token.is_some(),
+            });
+        }
         let expires = p.iat + crate::dpop::MAX_AGE + crate::dpop::SKEW;
         self.inner
             .db
@@ -1913,6 +1930,19 @@ impl Provider {
                 other => other,
             })?;
         Ok(p)
+    }
+
+    /// The current DPoP nonce: a keyed hash of the 5-minute window, so every replica makes
+    /// and checks the same ones without storing them.
+    pub fn dpop_nonce(&self, now: i64) -> String {
+        self.inner
+            .dpop_nonces
+            .hash(&[(now.div_euclid(300)).to_string().as_bytes()])
+    }
+
+    /// A nonce of this window or the last one (a proof made just before the turn).
+    fn dpop_nonce_valid(&self, nonce: &str, now: i64) -> bool {
+        nonce == self.dpop_nonce(now) || nonce == self.dpop_nonce(now - 300)
     }
 
     /// Records a single-use `jti` until `expires_at`; a second use is refused.
@@ -2797,7 +2827,10 @@ impl Provider {
                 &presented.url,
                 Some(&presented.token),
             )
-            .map_err(|_| Error::InvalidToken)?;
+            .map_err(|e| match e {
+                Error::UseDpopNonce { .. } => e,
+                _ => Error::InvalidToken,
+            })?;
         if p.jkt != jkt {
             return Err(Error::InvalidToken);
         }

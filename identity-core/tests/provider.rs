@@ -72,6 +72,7 @@ both!(
     pushed_authorization_requests,
     dpop_binds_tokens_to_the_clients_key,
     published_client_keys_are_fetched_and_cached,
+    dpop_nonces_when_required,
 );
 
 #[path = "provider/passkeys.rs"]

@@ -70,6 +70,7 @@ const KEYS: &[&str] = &[
     "webauthn_rp_id",
     "activation_code_seconds",
     "key_rotation_days",
+    "dpop_nonce",
     "key_prepublish_seconds",
     "webauthn_origin",
 ];
@@ -238,6 +239,7 @@ impl Settings {
         provider.refresh_token_ttl =
             src.number("refresh_token_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
         provider.code_ttl = src.number("code_seconds", 60i64, 1, 60)?;
+        provider.dpop_nonce_required = src.number("dpop_nonce", 0u8, 0, 1)? == 1;
         provider.activation_code_ttl =
             src.number("activation_code_seconds", 86_400i64, 300, 30 * 86_400)?;
         provider.throttle.lockout_after = src.number("lockout_after", 100i64, 6, 100)?;

@@ -58,6 +58,15 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "this passkey was refused because it may have been copied; use another way to log in and check your passkeys on your account page".into(),
         ),
         Error::InvalidDpopProof(m) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", m.clone()),
+        Error::UseDpopNonce { resource, .. } => (
+            if *resource {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            "use_dpop_nonce",
+            "send the DPoP proof again with the nonce in the DPoP-Nonce header".into(),
+        ),
         Error::WeakPassword(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
         Error::Busy { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -115,6 +124,18 @@ fn finish(mut resp: HttpResponse, e: &Error) -> HttpResponse {
     }
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Error::UseDpopNonce { nonce, resource } = e {
+        if let Ok(v) = HeaderValue::from_str(nonce) {
+            resp.headers_mut()
+                .insert(header::HeaderName::from_static("dpop-nonce"), v);
+        }
+        if *resource {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("DPoP error=\"use_dpop_nonce\""),
+            );
+        }
+    }
     resp
 }
 

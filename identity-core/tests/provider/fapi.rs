@@ -591,3 +591,52 @@ pub async fn published_client_keys_are_fetched_and_cached(backend: Backend) {
         Err(Error::InvalidRequest(_))
     ));
 }
+
+pub async fn dpop_nonces_when_required(backend: Backend) {
+    let f = fixture(backend).await;
+    let mut cfg = config();
+    cfg.dpop_nonce_required = true;
+    let provider = Provider::new(f.db.clone(), f.kek.clone(), f.clock.clone(), cfg).unwrap();
+    let key = ClientKey::new("k1");
+    let mut new = client("nonce-client", "Dept N", false);
+    new.jwks = Some(key.jwks.clone());
+    provider.register_client(new).await.unwrap();
+    let dpop = DpopKey::new();
+    let token = |nonce: Option<&str>| {
+        let p = provider.clone();
+        let now = f.clock.now();
+        let mut claims = serde_json::json!({
+            "jti": identity_core::crypto::random_token(),
+            "htm": "POST", "htu": "https://idp.example/token", "iat": now,
+        });
+        if let Some(n) = nonce {
+            claims["nonce"] = n.into();
+        }
+        let auth = ClientAuth::Assertion {
+            id: Some("nonce-client".into()),
+            assertion: key.sign("k1", &assertion_claims("nonce-client", now)),
+        };
+        let input = TokenInput {
+            dpop: Some(dpop.signed(&claims, "dpop+jwt")),
+            ..client_credentials()
+        };
+        async move { p.token(auth, input).await }
+    };
+    // No nonce: the answer names the one to use (RFC 9449 §8).
+    let Err(Error::UseDpopNonce { nonce, resource }) = token(None).await else {
+        panic!("a nonce is required")
+    };
+    assert!(!resource);
+    let issued = token(Some(&nonce)).await.unwrap();
+    assert_eq!(issued.token_type, "DPoP");
+    assert!(matches!(
+        token(Some("made-up")).await,
+        Err(Error::UseDpopNonce { .. })
+    ));
+    // A nonce lives five to ten minutes.
+    f.clock.advance(700);
+    assert!(matches!(
+        token(Some(&nonce)).await,
+        Err(Error::UseDpopNonce { .. })
+    ));
+}
