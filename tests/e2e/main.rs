@@ -9,6 +9,7 @@ mod cli;
 mod conformance;
 mod enrolment;
 mod fapi;
+mod interop;
 mod logout;
 mod negative;
 mod oidc;
