@@ -74,6 +74,8 @@ pub struct ProviderConfig {
     /// Whether DPoP proofs must carry a server nonce (RFC 9449 §8), which limits how long a
     /// proof made in advance can be used.
     pub dpop_nonce_required: bool,
+    /// How long a pushed request's `request_uri` lives (60 s; FAPI 2.0 asks under 600).
+    pub par_ttl: i64,
 }
 
 impl ProviderConfig {
@@ -106,6 +108,7 @@ impl ProviderConfig {
             activation_code_ttl: 86_400,
             jwks_fetcher: None,
             dpop_nonce_required: false,
+            par_ttl: 60,
         }
     }
 }
@@ -1222,9 +1225,6 @@ impl Provider {
         .await
     }
 
-    /// The lifetime of a pushed request's `request_uri`.
-    pub const PAR_TTL: i64 = 60;
-
     /// A pushed authorization request (RFC 9126): the client authenticates, the request is
     /// checked exactly as `/authorize` would check it, and its parameters wait under a
     /// single-use `request_uri` bound to the client. Returns it and its lifetime.
@@ -1297,12 +1297,12 @@ impl Provider {
                         par_requests::request_uri_hash.eq(token_hash(&uri)),
                         par_requests::client_id.eq(&client.id),
                         par_requests::params.eq(&params),
-                        par_requests::expires_at.eq(now + Self::PAR_TTL),
+                        par_requests::expires_at.eq(now + this.inner.config.par_ttl),
                     ))
                     .execute(conn)?;
                 Ok(())
             })?;
-            Ok((uri, Self::PAR_TTL))
+            Ok((uri, this.inner.config.par_ttl))
         })
         .await
     }

@@ -71,6 +71,7 @@ const KEYS: &[&str] = &[
     "activation_code_seconds",
     "key_rotation_days",
     "dpop_nonce",
+    "par_seconds",
     "key_prepublish_seconds",
     "webauthn_origin",
 ];
@@ -240,6 +241,7 @@ impl Settings {
             src.number("refresh_token_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
         provider.code_ttl = src.number("code_seconds", 60i64, 1, 60)?;
         provider.dpop_nonce_required = src.number("dpop_nonce", 0u8, 0, 1)? == 1;
+        provider.par_ttl = src.number("par_seconds", 60i64, 1, 600)?;
         provider.activation_code_ttl =
             src.number("activation_code_seconds", 86_400i64, 300, 30 * 86_400)?;
         provider.throttle.lockout_after = src.number("lockout_after", 100i64, 6, 100)?;

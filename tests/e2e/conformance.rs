@@ -1,9 +1,8 @@
 //! One test per check of the OpenID conformance suite's Basic OP and Config OP plans (the
 //! catalogue in shared/standards.md), named after the check, against the real server. A
 //! check whose feature we deliberately do not offer asserts the refusal the suite accepts.
-//! The FAPI 2.0 plan's checks are in `fapi.rs` (the whole flow over HTTP) and, one by one,
-//! in identity-core's provider tests (`pushed_authorization_requests`, `private_key_jwt_…`,
-//! `dpop_binds_tokens_…`), each named in a comment there.
+//! The FAPI 2.0 plan's checks are in `fapi_conformance.rs`, one test per check, and a
+//! whole FAPI flow in `fapi.rs` and `interop.rs`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

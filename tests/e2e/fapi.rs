@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 
 use crate::util::*;
 
-struct Key {
+pub struct Key {
     pkcs8: Vec<u8>,
-    jwk: Value,
+    pub jwk: Value,
 }
 
 impl Key {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .unwrap()
@@ -31,13 +31,13 @@ impl Key {
         Key { pkcs8, jwk }
     }
 
-    fn sign(&self, header: Header, claims: &Value) -> String {
+    pub fn sign(&self, header: Header, claims: &Value) -> String {
         // The test signs through the same ring provider the server uses.
         identity_core::jwt_ring::install().expect("the ring provider");
         jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
     }
 
-    fn assertion(&self, client: &str, aud: &str) -> String {
+    pub fn assertion(&self, client: &str, aud: &str) -> String {
         let now = now();
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some("k1".into());
@@ -48,7 +48,7 @@ impl Key {
         )
     }
 
-    fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+    pub fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
         let mut h = Header::new(Algorithm::ES256);
         h.typ = Some("dpop+jwt".into());
         h.jwk = Some(serde_json::from_value(self.jwk.clone()).unwrap());

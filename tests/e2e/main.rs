@@ -9,6 +9,7 @@ mod cli;
 mod conformance;
 mod enrolment;
 mod fapi;
+mod fapi_conformance;
 mod interop;
 mod logout;
 mod negative;
