@@ -81,7 +81,9 @@ pub struct KeyInfo {
     pub retired_at: Option<i64>,
 }
 
-fn generate(alg: SigningAlg) -> Result<(Vec<u8>, Value)> {
+/// A new key of `alg`: its PKCS#8 DER and its public JWK (also what a test client uses to
+/// make keys the way the service does).
+pub fn generate(alg: SigningAlg) -> Result<(Vec<u8>, Value)> {
     let rng = SystemRandom::new();
     match alg {
         SigningAlg::Es256 => {

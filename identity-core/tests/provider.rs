@@ -73,6 +73,7 @@ both!(
     dpop_binds_tokens_to_the_clients_key,
     published_client_keys_are_fetched_and_cached,
     dpop_nonces_when_required,
+    assertions_in_every_allowed_algorithm,
 );
 
 #[path = "provider/passkeys.rs"]

@@ -434,3 +434,48 @@ async fn ensure_response_type_token_fails() {
     let (status, _) = f.push(form, None).await;
     assert_eq!(status, 400);
 }
+
+/// Hostile JWTs at the token endpoint: `alg: none`, a public key used as an HMAC secret,
+/// a wrong `typ`, garbage; each refused with the right error code.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_assertions_and_proofs_refused_with_their_codes() {
+    let f = Fapi::start(&[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"iss": "fapi-rp", "sub": "fapi-rp", "aud": f.server.base,
+        "iat": now, "exp": now + 60, "jti": identity_core::crypto::random_token()});
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims));
+    // HS256 keyed with the client's public key (its JWK text), the classic confusion.
+    let secret = f.key.jwk.to_string();
+    let hmac = {
+        let signing = format!(
+            "{}.{}",
+            b64(&json!({"alg": "HS256", "kid": "k1"})),
+            b64(&claims)
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        let tag = ring::hmac::sign(&key, signing.as_bytes());
+        format!("{signing}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    };
+    for (what, assertion) in [
+        ("alg none", none),
+        ("HMAC with the public key", hmac),
+        ("garbage", "a.b.c".into()),
+    ] {
+        let (status, v) = f.with_assertion(assertion).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}"
+        );
+    }
+    let dpop_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "dpop+jwt", "jwk": f.dpop.jwk})),
+        b64(&json!({"jti": "n1", "htm": "POST", "htu": f.server.url("/token"), "iat": now}))
+    );
+    assert_eq!(f.with_assertion_and_proof(&dpop_none).await, 400);
+}

@@ -640,3 +640,38 @@ pub async fn dpop_nonces_when_required(backend: Backend) {
         Err(Error::UseDpopNonce { .. })
     ));
 }
+
+/// PS256 and EdDSA assertions verify as well as ES256 ones (keys made like the service's).
+pub async fn assertions_in_every_allowed_algorithm(backend: Backend) {
+    use identity_core::model::SigningAlg;
+    let f = fixture(backend).await;
+    for (id, alg, jwt_alg) in [
+        ("ed-client", SigningAlg::EdDsa, Algorithm::EdDSA),
+        ("ps-client", SigningAlg::Rs256, Algorithm::PS256),
+    ] {
+        let (der, mut jwk) = identity_core::keys::generate(alg).unwrap();
+        jwk["kid"] = "k1".into();
+        let mut new = client(id, "Dept A", false);
+        new.jwks = Some(serde_json::json!({ "keys": [jwk] }).to_string());
+        f.provider.register_client(new).await.unwrap();
+        let key = match alg {
+            SigningAlg::EdDsa => EncodingKey::from_ed_der(&der),
+            _ => EncodingKey::from_rsa_der(&der),
+        };
+        let mut header = Header::new(jwt_alg);
+        header.kid = Some("k1".into());
+        let assertion =
+            jsonwebtoken::encode(&header, &assertion_claims(id, f.clock.now()), &key).unwrap();
+        let r = f
+            .provider
+            .token(
+                ClientAuth::Assertion {
+                    id: Some(id.into()),
+                    assertion,
+                },
+                client_credentials(),
+            )
+            .await;
+        assert!(r.is_ok(), "{jwt_alg:?}: {r:?}");
+    }
+}
