@@ -2610,9 +2610,9 @@ impl Provider {
                         return Ok(inactive);
                     }
                 }
-                return Ok(json!({
+                let mut answer = json!({
                     "active": true,
-                    "token_type": "Bearer",
+                    "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
                     "scope": claims.scope,
                     "client_id": claims.client_id,
                     "sub": claims.sub,
@@ -2620,7 +2620,12 @@ impl Provider {
                     "aud": claims.aud,
                     "iat": claims.iat,
                     "exp": claims.exp,
-                }));
+                });
+                // RFC 9449 §6.2: a resource server learns the key the token is bound to.
+                if let Some(cnf) = claims.cnf {
+                    answer["cnf"] = cnf;
+                }
+                return Ok(answer);
             }
             let row: Option<(String, i64, Option<i64>, String)> = this.inner.db.with(|conn| {
                 Ok(refresh_tokens::table

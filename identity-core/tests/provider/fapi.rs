@@ -390,6 +390,16 @@ pub async fn dpop_binds_tokens_to_the_clients_key(backend: Backend) {
     assert_eq!(tokens.token_type, "DPoP");
     let at = tokens.access_token.clone();
     assert_eq!(jwt_claims(&at)["cnf"]["jkt"], dpop.jkt());
+    let seen = f
+        .provider
+        .introspect(assertion_auth(&key, "dept-fapi", now), at.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (seen["token_type"].as_str(), seen["cnf"]["jkt"].as_str()),
+        (Some("DPoP"), Some(dpop.jkt().as_str())),
+        "introspection names the key"
+    );
     let present = |scheme_dpop: bool, proof: Option<String>| identity_core::dpop::Presented {
         token: at.clone(),
         dpop_scheme: scheme_dpop,
