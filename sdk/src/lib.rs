@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod id_token;
 pub mod signature;
 pub mod signing;
 pub mod signing_client;

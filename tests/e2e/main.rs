@@ -14,5 +14,6 @@ mod interop;
 mod logout;
 mod negative;
 mod oidc;
+mod sdk;
 mod signing;
 mod util;

@@ -1,0 +1,441 @@
+//! ID token verification as types: a [`VerifiedIdToken`] can only come out of
+//! [`IdTokenVerifier::verify`], so code that holds one knows every check passed.
+//!
+//! Signatures are checked with ring against the provider's JWKS (ES256, EdDSA, RS256 by
+//! default; the allow-list comes from discovery), then `iss`, `aud`, `azp`, `exp`, `nbf`,
+//! `iat` (with a small skew), `nonce`, `at_hash` and, if asked, a minimum `acr`.
+//!
+//! ```
+//! use identity_sdk::id_token::IdTokenVerifier;
+//! let jwks = r#"{"keys":[]}"#;
+//! let verifier = IdTokenVerifier::new("https://id.gov.example", "licensing", jwks).unwrap();
+//! assert!(verifier.verify("not.a.token", Some("n"), None, 0).is_err());
+//! ```
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::digest;
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Why an ID token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a JWS in compact form, or its parts are not base64url JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// The JWKS could not be read.
+    #[error("malformed JWKS")]
+    MalformedJwks,
+    /// The algorithm is not on the allow-list (for instance `none` or HMAC).
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// No published key has this `kid` (refetch the JWKS, then try once more).
+    #[error("unknown key")]
+    UnknownKey,
+    /// The key's algorithm is not the token's (an `alg` swap).
+    #[error("the key does not fit the algorithm")]
+    KeyMismatch,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `iss` is not the provider's.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not include this client, or `azp` names another.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// `exp` has passed.
+    #[error("expired")]
+    Expired,
+    /// `iat` or `nbf` is in the future.
+    #[error("not yet valid")]
+    NotYetValid,
+    /// `nonce` is missing or not the one this login sent.
+    #[error("wrong nonce")]
+    WrongNonce,
+    /// `at_hash` does not match the access token.
+    #[error("wrong at_hash")]
+    WrongAtHash,
+    /// `acr` is below what this e-service requires.
+    #[error("insufficient acr")]
+    InsufficientAcr,
+}
+
+/// The claims of a verified ID token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The citizen's pairwise subject for this e-service.
+    pub sub: String,
+    /// Authorized party.
+    pub azp: Option<String>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// When the citizen authenticated.
+    pub auth_time: Option<i64>,
+    /// The nonce of the login.
+    pub nonce: Option<String>,
+    /// Assurance level.
+    pub acr: Option<String>,
+    /// Authentication methods (RFC 8176).
+    pub amr: Option<Vec<String>>,
+    #[serde(default)]
+    aud: Audience,
+    nbf: Option<i64>,
+    at_hash: Option<String>,
+    /// Every other claim.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+    #[default]
+    None,
+}
+
+impl Audience {
+    fn contains(&self, id: &str) -> bool {
+        match self {
+            Audience::One(a) => a == id,
+            Audience::Many(v) => v.iter().any(|a| a == id),
+            Audience::None => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Audience::One(_) => 1,
+            Audience::Many(v) => v.len(),
+            Audience::None => 0,
+        }
+    }
+}
+
+/// An ID token whose signature and claims were checked. Only the verifier makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdToken {
+    claims: IdClaims,
+}
+
+impl VerifiedIdToken {
+    /// The verified claims.
+    pub fn claims(&self) -> &IdClaims {
+        &self.claims
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alg {
+    Es256,
+    EdDsa,
+    Rs256,
+}
+
+impl Alg {
+    fn parse(s: &str) -> Option<Alg> {
+        match s {
+            "ES256" => Some(Alg::Es256),
+            "EdDSA" => Some(Alg::EdDsa),
+            "RS256" => Some(Alg::Rs256),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Key {
+    /// Uncompressed P-256 point.
+    Ec(Vec<u8>),
+    /// Ed25519 public key.
+    Ed(Vec<u8>),
+    /// RSA modulus and exponent.
+    Rsa(Vec<u8>, Vec<u8>),
+}
+
+impl Key {
+    fn alg(&self) -> Alg {
+        match self {
+            Key::Ec(_) => Alg::Es256,
+            Key::Ed(_) => Alg::EdDsa,
+            Key::Rsa(..) => Alg::Rs256,
+        }
+    }
+}
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+}
+
+/// Reads the public keys of a JWKS, by `kid`. Keys of other kinds are skipped.
+fn parse_jwks(text: &str) -> Result<HashMap<String, Key>, TokenError> {
+    let v: Value = serde_json::from_str(text).map_err(|_| TokenError::MalformedJwks)?;
+    let keys = v["keys"].as_array().ok_or(TokenError::MalformedJwks)?;
+    let mut out = HashMap::new();
+    for k in keys {
+        let (Some(kid), Some(kty)) = (k["kid"].as_str(), k["kty"].as_str()) else {
+            continue;
+        };
+        let field = |name: &str| k[name].as_str().and_then(b64);
+        let key = match (kty, k["crv"].as_str()) {
+            ("EC", Some("P-256")) => match (field("x"), field("y")) {
+                (Some(x), Some(y)) if x.len() == 32 && y.len() == 32 => {
+                    Key::Ec([vec![4], x, y].concat())
+                }
+                _ => return Err(TokenError::MalformedJwks),
+            },
+            ("OKP", Some("Ed25519")) => Key::Ed(field("x").ok_or(TokenError::MalformedJwks)?),
+            ("RSA", _) => match (field("n"), field("e")) {
+                (Some(n), Some(e)) => Key::Rsa(n, e),
+                _ => return Err(TokenError::MalformedJwks),
+            },
+            _ => continue,
+        };
+        out.insert(kid.to_owned(), key);
+    }
+    Ok(out)
+}
+
+/// Verifies ID tokens of one provider for one client.
+#[derive(Debug, Clone)]
+pub struct IdTokenVerifier {
+    issuer: String,
+    client_id: String,
+    keys: HashMap<String, Key>,
+    algs: Vec<Alg>,
+    skew: i64,
+    acr: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+impl IdTokenVerifier {
+    /// A verifier for `client_id`'s ID tokens from `issuer`, with its JWKS.
+    pub fn new(issuer: &str, client_id: &str, jwks: &str) -> Result<Self, TokenError> {
+        Ok(IdTokenVerifier {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            keys: parse_jwks(jwks)?,
+            algs: vec![Alg::Es256, Alg::EdDsa, Alg::Rs256],
+            skew: 30,
+            acr: None,
+        })
+    }
+
+    /// Limits the algorithms to those discovery lists (`id_token_signing_alg_values_supported`)
+    /// and the e-service accepts.
+    pub fn allow_algorithms(mut self, algs: &[&str]) -> Self {
+        self.algs = algs.iter().filter_map(|a| Alg::parse(a)).collect();
+        self
+    }
+
+    /// Accepts only these `acr` values (for instance the passkey level alone).
+    pub fn require_acr(mut self, values: &[&str]) -> Self {
+        self.acr = Some(values.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
+    /// Replaces the keys with a fresh JWKS (after an [`TokenError::UnknownKey`]).
+    pub fn set_jwks(&mut self, jwks: &str) -> Result<(), TokenError> {
+        self.keys = parse_jwks(jwks)?;
+        Ok(())
+    }
+
+    /// Verifies a token at time `now` (Unix seconds): signature, then claims. `nonce` is the
+    /// one this login sent; `access_token`, when given, must match `at_hash`.
+    pub fn verify(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+        now: i64,
+    ) -> Result<VerifiedIdToken, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: Header = b64(h)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        let alg = Alg::parse(&header.alg)
+            .filter(|a| self.algs.contains(a))
+            .ok_or(TokenError::AlgorithmNotAllowed)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|k| self.keys.get(k))
+            .ok_or(TokenError::UnknownKey)?;
+        if key.alg() != alg {
+            return Err(TokenError::KeyMismatch);
+        }
+        let sig = b64(s).ok_or(TokenError::Malformed)?;
+        let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+        let ok = match key {
+            Key::Ec(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(signed, &sig)
+                .is_ok(),
+            Key::Ed(pk) => UnparsedPublicKey::new(&signature::ED25519, pk)
+                .verify(signed, &sig)
+                .is_ok(),
+            Key::Rsa(n, e) => RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, &sig)
+                .is_ok(),
+        };
+        if !ok {
+            return Err(TokenError::BadSignature);
+        }
+        let claims: IdClaims = b64(p)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !claims.aud.contains(&self.client_id)
+            || (claims.aud.len() > 1 && claims.azp.as_deref() != Some(&self.client_id))
+            || claims.azp.as_deref().is_some_and(|a| a != self.client_id)
+        {
+            return Err(TokenError::WrongAudience);
+        }
+        if claims.exp + self.skew <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.iat > now + self.skew || claims.nbf.is_some_and(|n| n > now + self.skew) {
+            return Err(TokenError::NotYetValid);
+        }
+        if let Some(n) = nonce {
+            if claims.nonce.as_deref() != Some(n) {
+                return Err(TokenError::WrongNonce);
+            }
+        }
+        if let Some(at) = access_token {
+            let d = match alg {
+                Alg::EdDsa => digest::digest(&digest::SHA512, at.as_bytes()),
+                _ => digest::digest(&digest::SHA256, at.as_bytes()),
+            };
+            let half = &d.as_ref()[..d.as_ref().len() / 2];
+            if claims.at_hash.as_deref() != Some(URL_SAFE_NO_PAD.encode(half).as_str()) {
+                return Err(TokenError::WrongAtHash);
+            }
+        }
+        if let Some(allowed) = &self.acr {
+            if !claims.acr.as_ref().is_some_and(|a| allowed.contains(a)) {
+                return Err(TokenError::InsufficientAcr);
+            }
+        }
+        Ok(VerifiedIdToken { claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    fn key() -> (EcdsaKeyPair, String) {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let p = pair.public_key().as_ref();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+            "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..])}]});
+        (pair, jwks.to_string())
+    }
+
+    fn sign(pair: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
+        let signing = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = pair.sign(&SystemRandom::new(), signing.as_bytes()).unwrap();
+        format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    #[test]
+    fn every_check_refuses_its_case() {
+        let (pair, jwks) = key();
+        let v = IdTokenVerifier::new("https://id.example", "app", &jwks).unwrap();
+        let h = serde_json::json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+        let good = serde_json::json!({"iss": "https://id.example", "sub": "s", "aud": "app",
+            "exp": 1_000, "iat": 900, "nonce": "n", "acr": "urn:identity-service:acr:2"});
+        assert!(v
+            .verify(&sign(&pair, &h, &good), Some("n"), None, 950)
+            .is_ok());
+        let with = |k: &str, val: Value| {
+            let mut c = good.clone();
+            c[k] = val;
+            sign(&pair, &h, &c)
+        };
+        let cases = [
+            (
+                with("iss", "https://evil.example".into()),
+                TokenError::WrongIssuer,
+            ),
+            (with("aud", "other".into()), TokenError::WrongAudience),
+            (
+                with("aud", serde_json::json!(["app", "other"])),
+                TokenError::WrongAudience,
+            ),
+            (with("exp", 500.into()), TokenError::Expired),
+            (with("iat", 2_000.into()), TokenError::NotYetValid),
+            (with("nonce", "m".into()), TokenError::WrongNonce),
+        ];
+        for (token, err) in cases {
+            assert_eq!(v.verify(&token, Some("n"), None, 950).unwrap_err(), err);
+        }
+        let none = serde_json::json!({"alg": "none", "kid": "k1"});
+        assert_eq!(
+            v.verify(&sign(&pair, &none, &good), Some("n"), None, 950)
+                .unwrap_err(),
+            TokenError::AlgorithmNotAllowed
+        );
+        let swap = serde_json::json!({"alg": "RS256", "kid": "k1"});
+        assert_eq!(
+            v.verify(&sign(&pair, &swap, &good), Some("n"), None, 950)
+                .unwrap_err(),
+            TokenError::KeyMismatch
+        );
+        let unknown = serde_json::json!({"alg": "ES256", "kid": "k9"});
+        assert_eq!(
+            v.verify(&sign(&pair, &unknown, &good), Some("n"), None, 950)
+                .unwrap_err(),
+            TokenError::UnknownKey
+        );
+        let (other, _) = key();
+        assert_eq!(
+            v.verify(&sign(&other, &h, &good), Some("n"), None, 950)
+                .unwrap_err(),
+            TokenError::BadSignature
+        );
+        assert_eq!(
+            v.verify(&sign(&pair, &h, &good), Some("n"), Some("token"), 950)
+                .unwrap_err(),
+            TokenError::WrongAtHash
+        );
+        let strict = v.clone().require_acr(&["urn:identity-service:acr:3"]);
+        assert_eq!(
+            strict
+                .verify(&sign(&pair, &h, &good), Some("n"), None, 950)
+                .unwrap_err(),
+            TokenError::InsufficientAcr
+        );
+    }
+}
