@@ -646,6 +646,17 @@ impl AuditLog {
         })
     }
 
+    /// When the newest checkpoint was signed (Unix seconds), if any.
+    pub fn latest_checkpoint_time(&self) -> Result<Option<i64>> {
+        self.inner.db.with(|conn| {
+            Ok(audit_checkpoints::table
+                .order(audit_checkpoints::size.desc())
+                .select(audit_checkpoints::created_at)
+                .first(conn)
+                .optional()?)
+        })
+    }
+
     /// The newest signed checkpoint, if any.
     pub fn latest_checkpoint(&self) -> Result<Option<String>> {
         self.inner.db.with(|conn| {

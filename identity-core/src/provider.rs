@@ -2519,6 +2519,11 @@ impl Provider {
         Ok(rotated)
     }
 
+    /// The database pool's connections and idle ones (for metrics).
+    pub fn db_pool_state(&self) -> (u32, u32) {
+        self.inner.db.pool_state()
+    }
+
     /// Whether the database answers and its schema is current.
     pub fn ready(&self) -> Result<()> {
         self.inner.db.ready()

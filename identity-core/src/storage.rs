@@ -137,6 +137,12 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// Connections the pool holds, and how many of them are idle.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+
     /// Which backend this pool talks to.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -5,6 +5,7 @@ mod config;
 mod errors;
 mod html;
 mod i18n;
+mod metrics;
 mod params;
 mod registration_api;
 mod seed;

@@ -55,6 +55,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("outgoing HTTP client: {e}"))?,
+        metrics: std::sync::Arc::new(crate::metrics::Metrics::new()?),
     };
     let max_body = settings.max_body_bytes;
     // Checkpoints every few seconds while entries arrive. Each replica may try; the audit
@@ -94,6 +95,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let hsts = settings.public_url.scheme() == "https";
     let server = HttpServer::new(move || {
+        let metrics = state.metrics.clone();
         let mut headers = DefaultHeaders::new()
             .add(("Content-Security-Policy", CSP))
             .add(("X-Frame-Options", "DENY"))
@@ -109,7 +111,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             .app_data(web::Data::new(state.clone()))
             .app_data(web::PayloadConfig::new(max_body))
             .wrap(headers)
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 // Every request gets an id: the audit entries it causes carry it, and the
                 // response header lets an operator find them.
                 let id = identity_core::crypto::random_id();
@@ -117,9 +119,19 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 // can hold codes and state.
                 let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
                 let started = std::time::Instant::now();
+                // The route's pattern, never the path: the number of series stays bounded.
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let method = req.method().to_string();
+                let metrics = metrics.clone();
                 let fut = srv.call(req);
                 async move {
                     let mut res = identity_core::audit::with_request_id(id.clone(), fut).await?;
+                    metrics.request(
+                        &route,
+                        &method,
+                        res.status().as_u16(),
+                        started.elapsed().as_secs_f64(),
+                    );
                     tracing::debug!(
                         status = res.status().as_u16(),
                         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

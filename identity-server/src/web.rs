@@ -35,6 +35,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Outgoing calls (signing callbacks): rustls, short timeouts, no redirects.
     pub http: reqwest::Client,
+    /// Prometheus metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 const SESSION_COOKIE: &str = "idp_session";
@@ -60,6 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/token", web::post().to(token))
     .route("/par", web::post().to(par))
     .route("/healthz", web::get().to(healthz))
+    .route("/metrics", web::get().to(crate::metrics::scrape))
     .route("/readyz", web::get().to(readyz))
     .route("/revoke", web::post().to(revoke))
     .route("/introspect", web::post().to(introspect))
@@ -488,7 +491,7 @@ async fn interaction_login(
     state.provider.check_pending(id.clone()).await?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
-    match state
+    let result = state
         .provider
         .login_for(
             &username,
@@ -497,8 +500,9 @@ async fn interaction_login(
             session_cookie(&req),
             Some(id.clone()),
         )
-        .await
-    {
+        .await;
+    state.metrics.login("password", result.is_ok());
+    match result {
         Ok(token) => logged_in(&state, &format!("/interaction/{id}"), &token),
         Err(e) => login_failure_page(
             &LoginAgain {
@@ -538,6 +542,7 @@ async fn interaction_passkey(
             Some(id.clone()),
         )
         .await;
+    state.metrics.login("passkey", result.is_ok());
     match result {
         Ok(token) => logged_in(&state, &format!("/interaction/{id}"), &token),
         Err(e) => login_failure_page(
@@ -944,7 +949,7 @@ async fn account_login(
     check_csrf(&state, "account-login", &binding, &form)?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
-    match state
+    let result = state
         .provider
         .login(
             &username,
@@ -952,8 +957,9 @@ async fn account_login(
             &source_address(&req),
             session_cookie(&req),
         )
-        .await
-    {
+        .await;
+    state.metrics.login("password", result.is_ok());
+    match result {
         Ok(token) => logged_in(&state, "/account", &token),
         Err(e) => login_failure_page(
             &account_login_again(
@@ -975,7 +981,7 @@ async fn account_passkey_login(
     form.check()?;
     let binding = login_binding(&req).unwrap_or_default();
     check_csrf(&state, "account-login", &binding, &form)?;
-    match state
+    let result = state
         .provider
         .finish_passkey_login(
             form.get("ceremony").unwrap_or_default(),
@@ -984,8 +990,9 @@ async fn account_passkey_login(
             session_cookie(&req),
             None,
         )
-        .await
-    {
+        .await;
+    state.metrics.login("passkey", result.is_ok());
+    match result {
         Ok(token) => logged_in(&state, "/account", &token),
         Err(e) => login_failure_page(
             &account_login_again(&req, &csrf_for(&state, "account-login", &binding), ""),

@@ -14,6 +14,7 @@ mod interop;
 mod logout;
 mod negative;
 mod oidc;
+mod ops;
 mod sdk;
 mod signing;
 mod util;

@@ -1,0 +1,142 @@
+//! Prometheus metrics at `/metrics`: requests and latency by route and status, logins by
+//! method and outcome, and, read at each scrape, the hashing pool, the database pool and
+//! the audit log (its size and the age of its newest signed checkpoint).
+//!
+//! Routes are labelled by their pattern (`/interaction/{id}`), never by the path, so a
+//! caller cannot grow the number of series.
+
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::errors::OAuthError;
+use crate::web::AppState;
+
+/// Every metric, registered once.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    logins: IntCounterVec,
+    hashing: IntGauge,
+    db_pool: IntGaugeVec,
+    audit_size: IntGauge,
+    checkpoint_age: IntGauge,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> Result<Self, String> {
+        let e = |e: prometheus::Error| e.to_string();
+        let registry = Registry::new_custom(Some("identity".into()), None).map_err(e)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .map_err(e)?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["route"],
+        )
+        .map_err(e)?;
+        let logins = IntCounterVec::new(
+            Opts::new("logins_total", "Logins by method and outcome"),
+            &["method", "outcome"],
+        )
+        .map_err(e)?;
+        let hashing = IntGauge::new(
+            "hashing_pool_in_use",
+            "Password hashing slots taken (running and queued)",
+        )
+        .map_err(e)?;
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state"),
+            &["state"],
+        )
+        .map_err(e)?;
+        let audit_size =
+            IntGauge::new("audit_log_entries", "Entries in the audit log's tree").map_err(e)?;
+        let checkpoint_age = IntGauge::new(
+            "audit_checkpoint_age_seconds",
+            "Seconds since the newest signed audit checkpoint (-1: none yet)",
+        )
+        .map_err(e)?;
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(logins.clone()),
+            Box::new(hashing.clone()),
+            Box::new(db_pool.clone()),
+            Box::new(audit_size.clone()),
+            Box::new(checkpoint_age.clone()),
+        ] {
+            registry.register(c).map_err(e)?;
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            logins,
+            hashing,
+            db_pool,
+            audit_size,
+            checkpoint_age,
+        })
+    }
+
+    /// Counts a finished request.
+    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Counts a login attempt: `password` or `passkey`, `success` or `failure`.
+    pub fn login(&self, method: &str, ok: bool) {
+        self.logins
+            .with_label_values(&[method, if ok { "success" } else { "failure" }])
+            .inc();
+    }
+}
+
+/// The metrics in Prometheus' text format. The gauges are read now.
+pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let m = state.metrics.clone();
+    let provider = state.provider.clone();
+    let body = web::block(move || -> Result<Vec<u8>, identity_core::Error> {
+        m.hashing.set(provider.hasher().in_use() as i64);
+        let (connections, idle) = provider.db_pool_state();
+        m.db_pool
+            .with_label_values(&["open"])
+            .set(i64::from(connections));
+        m.db_pool.with_label_values(&["idle"]).set(i64::from(idle));
+        m.audit_size.set(provider.audit().size()? as i64);
+        let age = provider
+            .audit()
+            .latest_checkpoint_time()?
+            .map_or(-1, |t| provider.clock().now() - t);
+        m.checkpoint_age.set(age);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&m.registry.gather(), &mut out)
+            .map_err(identity_core::Error::internal)?;
+        Ok(out)
+    })
+    .await
+    .map_err(identity_core::Error::internal)??;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body))
+}
