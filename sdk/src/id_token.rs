@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Why an ID token was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenError {
     /// Not a JWS in compact form, or its parts are not base64url JSON.
@@ -66,6 +66,12 @@ pub enum TokenError {
     /// The JWT's `typ` is not the one this kind of token must have.
     #[error("wrong token type")]
     WrongType,
+    /// The access token is bound to a DPoP key and came without a proof.
+    #[error("a DPoP proof is required")]
+    DpopRequired,
+    /// The DPoP proof is malformed, by another key, or for another request.
+    #[error("bad DPoP proof")]
+    BadProof,
 }
 
 /// The claims of a verified ID token.
@@ -504,4 +510,188 @@ mod tests {
             TokenError::InsufficientAcr
         );
     }
+}
+
+/// The DPoP proof that came with a request to a resource server.
+#[derive(Debug, Clone, Copy)]
+pub struct DpopRequest<'a> {
+    /// The `DPoP` header.
+    pub proof: &'a str,
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's URL (query and fragment are ignored).
+    pub url: &'a str,
+}
+
+/// A verified access token (RFC 9068), as a resource server sees it.
+#[derive(Debug, Clone)]
+pub struct VerifiedAccessToken {
+    /// The citizen's pairwise subject (or the client, for client credentials).
+    pub sub: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its scopes.
+    pub scope: Vec<String>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// The DPoP key it is bound to, if any; the proof was checked.
+    pub jkt: Option<String>,
+    /// The DPoP proof's `jti`: refuse it if it comes again.
+    pub proof_jti: Option<String>,
+}
+
+/// Verifies access tokens (RFC 9068 JWTs, `typ` `at+jwt`) for a resource server, with the
+/// DPoP proof of a sender-constrained one (RFC 9449 §7).
+#[derive(Debug, Clone)]
+pub struct AccessTokenVerifier {
+    jws: IdTokenVerifier,
+}
+
+fn thumbprint(jwk: &Value) -> Option<String> {
+    let canonical = match jwk["kty"].as_str()? {
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["crv"].as_str()?,
+            jwk["x"].as_str()?,
+            jwk["y"].as_str()?
+        ),
+        "OKP" => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            jwk["crv"].as_str()?,
+            jwk["x"].as_str()?
+        ),
+        _ => return None,
+    };
+    Some(URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes())))
+}
+
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .trim_end_matches('/')
+}
+
+impl AccessTokenVerifier {
+    /// A verifier of `issuer`'s access tokens meant for `audience`.
+    pub fn new(issuer: &str, audience: &str, jwks: &str) -> Result<Self, TokenError> {
+        Ok(AccessTokenVerifier {
+            jws: IdTokenVerifier::new(issuer, audience, jwks)?,
+        })
+    }
+
+    /// Verifies a token presented with `dpop` (its proof, method and URL) or without.
+    /// A bound token (`cnf.jkt`) needs a proof by that key, for this request, with `ath`.
+    pub fn verify(
+        &self,
+        token: &str,
+        dpop: Option<DpopRequest<'_>>,
+        now: i64,
+    ) -> Result<VerifiedAccessToken, TokenError> {
+        let (_, p) = self.jws.verify_signature(token, Some("at+jwt"))?;
+        let c: Value = b64(p)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        if c["iss"] != self.jws.issuer.as_str() {
+            return Err(TokenError::WrongIssuer);
+        }
+        let aud: Audience = serde_json::from_value(c["aud"].clone()).unwrap_or_default();
+        if !aud.contains(&self.jws.client_id) {
+            return Err(TokenError::WrongAudience);
+        }
+        let exp = c["exp"].as_i64().ok_or(TokenError::Malformed)?;
+        if exp + self.jws.skew <= now {
+            return Err(TokenError::Expired);
+        }
+        let jkt = c["cnf"]["jkt"].as_str().map(str::to_owned);
+        let proof_jti = match (&jkt, dpop) {
+            (None, _) => None,
+            (Some(_), None) => return Err(TokenError::DpopRequired),
+            (Some(jkt), Some(req)) => Some(check_proof(req, token, jkt, now)?),
+        };
+        Ok(VerifiedAccessToken {
+            sub: c["sub"].as_str().ok_or(TokenError::Malformed)?.to_owned(),
+            client_id: c["client_id"].as_str().unwrap_or_default().to_owned(),
+            scope: c["scope"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            exp,
+            jkt,
+            proof_jti,
+        })
+    }
+}
+
+/// A DPoP proof for a bound token: `typ`, the key in its header (whose thumbprint is the
+/// token's `jkt`), the signature, `htm`, `htu`, a fresh `iat`, and `ath`. Returns its `jti`.
+fn check_proof(
+    req: DpopRequest<'_>,
+    token: &str,
+    jkt: &str,
+    now: i64,
+) -> Result<String, TokenError> {
+    let bad = TokenError::BadProof;
+    let mut parts = req.proof.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad);
+    };
+    let header: Value = b64(h)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(bad.clone())?;
+    if header["typ"] != "dpop+jwt" {
+        return Err(bad);
+    }
+    let jwk = &header["jwk"];
+    if thumbprint(jwk).as_deref() != Some(jkt) {
+        return Err(bad);
+    }
+    let sig = b64(s).ok_or(bad.clone())?;
+    let signed = &req.proof.as_bytes()[..h.len() + 1 + p.len()];
+    let ok = match (header["alg"].as_str(), jwk["kty"].as_str()) {
+        (Some("ES256"), Some("EC")) => {
+            let (Some(x), Some(y)) = (
+                jwk["x"].as_str().and_then(b64),
+                jwk["y"].as_str().and_then(b64),
+            ) else {
+                return Err(bad);
+            };
+            UnparsedPublicKey::new(
+                &signature::ECDSA_P256_SHA256_FIXED,
+                [vec![4], x, y].concat(),
+            )
+            .verify(signed, &sig)
+            .is_ok()
+        }
+        (Some("EdDSA"), Some("OKP")) => {
+            let Some(x) = jwk["x"].as_str().and_then(b64) else {
+                return Err(bad);
+            };
+            UnparsedPublicKey::new(&signature::ED25519, x)
+                .verify(signed, &sig)
+                .is_ok()
+        }
+        _ => false,
+    };
+    if !ok {
+        return Err(bad);
+    }
+    let c: Value = b64(p)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(bad.clone())?;
+    let ath = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()));
+    let iat = c["iat"].as_i64().ok_or(bad.clone())?;
+    if c["htm"] != req.method
+        || c["htu"].as_str().map(without_query) != Some(without_query(req.url))
+        || c["ath"] != ath.as_str()
+        || iat > now + 10
+        || iat < now - 60
+    {
+        return Err(bad);
+    }
+    c["jti"].as_str().map(str::to_owned).ok_or(bad)
 }

@@ -201,6 +201,44 @@ async fn fapi_flow(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "a proof by another key");
+
+    // A resource server checks the same with the SDK, offline but for the JWKS.
+    use identity_sdk::id_token::{AccessTokenVerifier, DpopRequest, TokenError};
+    let jwks = http()
+        .get(server.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rs = AccessTokenVerifier::new(&server.base, &server.base, &jwks).unwrap();
+    let now = now();
+    let api = server.url("/api/records");
+    let proof = dpop.proof("GET", &api, Some(at));
+    fn req<'a>(proof: &'a str, url: &'a str) -> DpopRequest<'a> {
+        DpopRequest {
+            proof,
+            method: "GET",
+            url,
+        }
+    }
+    let ok = rs.verify(at, Some(req(&proof, &api)), now).unwrap();
+    assert!(ok.jkt.is_some() && ok.proof_jti.is_some());
+    assert_eq!(
+        rs.verify(at, None, now).unwrap_err(),
+        TokenError::DpopRequired
+    );
+    let stranger = Key::new().proof("GET", &api, Some(at));
+    assert_eq!(
+        rs.verify(at, Some(req(&stranger, &api)), now).unwrap_err(),
+        TokenError::BadProof
+    );
+    let elsewhere = dpop.proof("POST", &api, Some(at));
+    assert_eq!(
+        rs.verify(at, Some(req(&elsewhere, &api)), now).unwrap_err(),
+        TokenError::BadProof
+    );
     // Discovery says so.
     let d: Value = http()
         .get(server.url("/.well-known/openid-configuration"))
