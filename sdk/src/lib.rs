@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod id_token;
+pub mod login;
 pub mod signature;
 pub mod signing;
 pub mod signing_client;

@@ -37,6 +37,11 @@ impl ClientSecret {
     pub fn new(s: impl Into<String>) -> Self {
         ClientSecret(s.into())
     }
+
+    /// The secret, to send where it belongs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for ClientSecret {

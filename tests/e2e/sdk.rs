@@ -62,3 +62,93 @@ async fn sdk_verifies_the_servers_id_tokens() {
     );
     let _: Value = serde_json::from_str(&jwks).unwrap();
 }
+
+/// The SDK's login client through a whole FAPI 2.0 login (PAR, PKCE, DPoP,
+/// `private_key_jwt`), then UserInfo, refresh, logout URL and revocation; and a plain
+/// client with a secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_login_client_fapi_and_secret() {
+    use identity_sdk::login::{ClientKey, Credentials, LoginClient};
+    use identity_sdk::signing_client::ClientSecret;
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let key = ClientKey::generate("k1");
+    let dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, key.jwks()).unwrap();
+    server.cli(&[
+        "client",
+        "add",
+        "--id",
+        "sdk-fapi",
+        "--name",
+        "SDK FAPI",
+        "--department",
+        "Dept S",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--jwks",
+        path.to_str().unwrap(),
+        "--fapi",
+        "--post-logout-redirect-uri",
+        "http://localhost:8081/bye",
+    ]);
+    let client = LoginClient::discover(
+        &server.base,
+        "sdk-fapi",
+        Credentials::PrivateKeyJwt(Box::new(key)),
+        REDIRECT_URI,
+    )
+    .await
+    .unwrap()
+    .with_dpop();
+    let pending = client.start("openid profile offline_access").await.unwrap();
+    assert!(pending.url().contains("request_uri="), "pushed");
+    assert!(
+        !format!("{pending:?}").contains("request_uri"),
+        "no secrets in Debug"
+    );
+    let back = login_and_consent(&server, &browser(), pending.url(), USERNAME, PASSWORD).await;
+    let tokens = client.finish(pending, back.as_str()).await.unwrap();
+    assert_eq!(tokens.token_type, "DPoP");
+    assert!(!tokens.id_token.claims().sub.is_empty());
+    let info = client.userinfo(&tokens).await.unwrap();
+    assert_eq!(info["name"], "CHAN Tai Man");
+    let refresh = tokens
+        .refresh_token
+        .as_ref()
+        .expect("offline_access")
+        .expose()
+        .to_owned();
+    let renewed = client.refresh(&refresh).await.unwrap();
+    assert_eq!(renewed["token_type"], "DPoP");
+    let logout = client
+        .logout_url(&tokens.id_token_raw, "http://localhost:8081/bye", "s1")
+        .unwrap();
+    assert!(logout.starts_with(&server.url("/end-session")));
+    client.revoke(&refresh).await.unwrap();
+    assert!(
+        client.refresh(&refresh).await.is_err(),
+        "revoked with its grant"
+    );
+
+    // A state from another login is refused at the callback.
+    let pending = client.start("openid").await.unwrap();
+    let back = login_and_consent(&server, &browser(), pending.url(), USERNAME, PASSWORD).await;
+    let other = client.start("openid").await.unwrap();
+    assert!(client.finish(other, back.as_str()).await.is_err());
+
+    // The demo e-service with its secret, no DPoP.
+    let plain = LoginClient::discover(
+        &server.base,
+        CLIENT_ID,
+        Credentials::Secret(ClientSecret::new(CLIENT_SECRET)),
+        REDIRECT_URI,
+    )
+    .await
+    .unwrap();
+    let pending = plain.start("openid email").await.unwrap();
+    let back = login_and_consent(&server, &browser(), pending.url(), USERNAME, PASSWORD).await;
+    let tokens = plain.finish(pending, back.as_str()).await.unwrap();
+    assert_eq!(tokens.token_type, "Bearer");
+    assert!(plain.userinfo(&tokens).await.unwrap()["email"].is_string());
+}

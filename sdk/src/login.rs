@@ -1,0 +1,509 @@
+//! Logging citizens in: discovery, a pushed authorization request with PKCE (and DPoP),
+//! the callback, the code exchange with `private_key_jwt` or a client secret, the ID token
+//! verified into a [`VerifiedIdToken`], UserInfo, refresh, revocation and a logout URL.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), identity_sdk::login::LoginError> {
+//! use identity_sdk::login::{ClientKey, Credentials, LoginClient};
+//! let key = ClientKey::generate("k1");
+//! println!("register this JWKS: {}", key.jwks());
+//! let client = LoginClient::discover(
+//!     "https://id.gov.example",
+//!     "licensing",
+//!     Credentials::PrivateKeyJwt(Box::new(key)),
+//!     "https://licensing.gov.example/callback",
+//! )
+//! .await?
+//! .with_dpop();
+//! let pending = client.start("openid profile").await?;
+//! // Redirect the browser to pending.url(); keep `pending` in the e-service's session.
+//! # let callback_url = "";
+//! let tokens = client.finish(pending, callback_url).await?;
+//! println!("citizen {}", tokens.id_token.claims().sub);
+//! # Ok(()) }
+//! ```
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde_json::{json, Value};
+use std::fmt;
+use std::time::Duration;
+
+use crate::id_token::{IdTokenVerifier, TokenError, VerifiedIdToken};
+use crate::{Callback, Pkce};
+
+/// What went wrong logging a citizen in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The network or TLS failed.
+    #[error("request failed: {0}")]
+    Http(String),
+    /// The provider refused, with its OAuth error.
+    #[error("the identity service refused: {error}: {description}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// OAuth error code.
+        error: String,
+        /// Its description.
+        description: String,
+    },
+    /// The discovery document or an answer was not what the protocol says.
+    #[error("unexpected answer from the identity service")]
+    Unexpected,
+    /// The callback failed its checks (state, issuer, error response).
+    #[error("callback: {0}")]
+    Callback(#[from] crate::Error),
+    /// The ID token failed verification.
+    #[error("ID token: {0}")]
+    Token(#[from] TokenError),
+}
+
+fn http_error(e: reqwest::Error) -> LoginError {
+    LoginError::Http(e.to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn random(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system random source works");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// An ES256 key pair: the e-service's `private_key_jwt` key, or a DPoP key.
+pub struct ClientKey {
+    pair: EcdsaKeyPair,
+    kid: String,
+    jwk: Value,
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientKey({}, <private>)", self.kid)
+    }
+}
+
+impl ClientKey {
+    /// A new P-256 key named `kid`.
+    pub fn generate(kid: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("P-256 key generation works");
+        Self::from_pkcs8(kid, pkcs8.as_ref()).expect("a key just made is valid")
+    }
+
+    /// A key from its PKCS#8 DER (to keep the same key across restarts).
+    pub fn from_pkcs8(kid: &str, pkcs8: &[u8]) -> Result<Self, LoginError> {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &SystemRandom::new(),
+        )
+        .map_err(|_| LoginError::Unexpected)?;
+        let p = pair.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..])});
+        Ok(ClientKey {
+            pair,
+            kid: kid.to_owned(),
+            jwk,
+        })
+    }
+
+    /// The public JWKS to register with the identity service.
+    pub fn jwks(&self) -> String {
+        let mut k = self.jwk.clone();
+        k["kid"] = self.kid.clone().into();
+        k["alg"] = "ES256".into();
+        k["use"] = "sig".into();
+        json!({ "keys": [k] }).to_string()
+    }
+
+    /// The RFC 7638 thumbprint (what `cnf.jkt` holds for a DPoP key).
+    pub fn thumbprint(&self) -> String {
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.jwk["x"].as_str().unwrap_or_default(),
+            self.jwk["y"].as_str().unwrap_or_default()
+        );
+        URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
+
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let signing = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), signing.as_bytes())
+            .expect("ECDSA signing works");
+        format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    fn assertion(&self, client_id: &str, audience: &str) -> String {
+        let now = now();
+        self.sign(
+            &json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"}),
+            &json!({"iss": client_id, "sub": client_id, "aud": audience,
+                    "iat": now, "exp": now + 60, "jti": random(24)}),
+        )
+    }
+
+    fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+        let mut claims = json!({"jti": random(24), "htm": method, "htu": url, "iat": now()});
+        if let Some(t) = token {
+            claims["ath"] = URL_SAFE_NO_PAD
+                .encode(ring::digest::digest(&ring::digest::SHA256, t.as_bytes()))
+                .into();
+        }
+        if let Some(n) = nonce {
+            claims["nonce"] = n.into();
+        }
+        self.sign(
+            &json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": self.jwk}),
+            &claims,
+        )
+    }
+}
+
+/// How the e-service authenticates at the token endpoint.
+#[non_exhaustive]
+pub enum Credentials {
+    /// `private_key_jwt` (required of FAPI clients).
+    PrivateKeyJwt(Box<ClientKey>),
+    /// `client_secret_basic`.
+    Secret(crate::signing_client::ClientSecret),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::PrivateKeyJwt(k) => write!(f, "PrivateKeyJwt({k:?})"),
+            Credentials::Secret(s) => write!(f, "Secret({s:?})"),
+        }
+    }
+}
+
+/// A login in progress: keep it in the e-service's session until the callback. Its
+/// secrets (PKCE verifier, state, nonce) never show in `Debug`.
+pub struct PendingLogin {
+    url: String,
+    state: String,
+    nonce: String,
+    pkce: Pkce,
+}
+
+impl fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PendingLogin(<redacted>)")
+    }
+}
+
+impl PendingLogin {
+    /// Where to send the citizen's browser.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// What a finished login gives.
+#[derive(Debug)]
+pub struct Tokens {
+    /// The verified ID token.
+    pub id_token: VerifiedIdToken,
+    /// The raw ID token, for `id_token_hint` at logout.
+    pub id_token_raw: String,
+    /// The access token (`DPoP` bound when the client uses DPoP).
+    pub access_token: crate::signing_client::ClientSecret,
+    /// The refresh token, when `offline_access` was granted.
+    pub refresh_token: Option<crate::signing_client::ClientSecret>,
+    /// `DPoP` or `Bearer`.
+    pub token_type: String,
+}
+
+/// An e-service's login client for one identity service.
+#[derive(Debug)]
+pub struct LoginClient {
+    http: reqwest::Client,
+    issuer: String,
+    client_id: String,
+    credentials: Credentials,
+    redirect_uri: String,
+    discovery: Value,
+    verifier: IdTokenVerifier,
+    dpop: Option<ClientKey>,
+}
+
+impl LoginClient {
+    /// Reads the provider's discovery document and JWKS.
+    pub async fn discover(
+        issuer: &str,
+        client_id: &str,
+        credentials: Credentials,
+        redirect_uri: &str,
+    ) -> Result<Self, LoginError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(http_error)?;
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let discovery: Value = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .map_err(http_error)?
+            .json()
+            .await
+            .map_err(http_error)?;
+        if discovery["issuer"] != issuer.as_str() {
+            return Err(LoginError::Unexpected);
+        }
+        let jwks_uri = discovery["jwks_uri"]
+            .as_str()
+            .ok_or(LoginError::Unexpected)?;
+        let jwks = http
+            .get(jwks_uri)
+            .send()
+            .await
+            .map_err(http_error)?
+            .text()
+            .await
+            .map_err(http_error)?;
+        let algs: Vec<&str> = discovery["id_token_signing_alg_values_supported"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let verifier = IdTokenVerifier::new(&issuer, client_id, &jwks)?.allow_algorithms(&algs);
+        Ok(LoginClient {
+            http,
+            issuer,
+            client_id: client_id.to_owned(),
+            credentials,
+            redirect_uri: redirect_uri.to_owned(),
+            discovery,
+            verifier,
+            dpop: None,
+        })
+    }
+
+    /// Binds this client's tokens to a fresh DPoP key (required of FAPI clients).
+    pub fn with_dpop(mut self) -> Self {
+        self.dpop = Some(ClientKey::generate("dpop"));
+        self
+    }
+
+    fn endpoint(&self, name: &str) -> Result<String, LoginError> {
+        self.discovery[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(LoginError::Unexpected)
+    }
+
+    /// Posts a form with client authentication (and a DPoP proof, retrying once with the
+    /// server's nonce if it asks for one).
+    async fn post(
+        &self,
+        url: &str,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<Value, LoginError> {
+        let mut req = self.http.post(url);
+        match &self.credentials {
+            Credentials::PrivateKeyJwt(key) => {
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
+                form.push((
+                    "client_assertion",
+                    key.assertion(&self.client_id, &self.issuer),
+                ));
+                form.push(("client_id", self.client_id.clone()));
+            }
+            Credentials::Secret(s) => {
+                req = req.basic_auth(&self.client_id, Some(s.expose()));
+            }
+        }
+        let send = |nonce: Option<String>| {
+            let mut r = req
+                .try_clone()
+                .expect("a form body can be cloned")
+                .form(&form);
+            if let Some(k) = &self.dpop {
+                r = r.header("DPoP", k.proof("POST", url, None, nonce.as_deref()));
+            }
+            r.send()
+        };
+        let mut r = send(None).await.map_err(http_error)?;
+        if r.status().as_u16() == 400 {
+            if let Some(n) = r.headers().get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+                let n = n.to_owned();
+                r = send(Some(n)).await.map_err(http_error)?;
+            }
+        }
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            return Err(LoginError::Refused {
+                status,
+                error: body["error"].as_str().unwrap_or("").to_owned(),
+                description: body["error_description"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+        Ok(body)
+    }
+
+    /// Starts a login: PKCE, state and nonce, pushed to the provider when it offers PAR
+    /// (always for FAPI); returns where to send the browser.
+    pub async fn start(&self, scope: &str) -> Result<PendingLogin, LoginError> {
+        let (pkce, state, nonce) = (Pkce::new(), random(24), random(24));
+        let params = vec![
+            ("response_type", "code".to_owned()),
+            ("redirect_uri", self.redirect_uri.clone()),
+            ("scope", scope.to_owned()),
+            ("state", state.clone()),
+            ("nonce", nonce.clone()),
+            ("code_challenge", pkce.challenge().to_owned()),
+            ("code_challenge_method", "S256".into()),
+        ];
+        let authorize = self.endpoint("authorization_endpoint")?;
+        let mut url = url::Url::parse(&authorize).map_err(|_| LoginError::Unexpected)?;
+        match self.discovery["pushed_authorization_request_endpoint"].as_str() {
+            Some(par) => {
+                let pushed = self.post(par, params).await?;
+                let uri = pushed["request_uri"]
+                    .as_str()
+                    .ok_or(LoginError::Unexpected)?;
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.client_id)
+                    .append_pair("request_uri", uri);
+            }
+            None => {
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.client_id)
+                    .extend_pairs(params);
+            }
+        }
+        Ok(PendingLogin {
+            url: url.to_string(),
+            state,
+            nonce,
+            pkce,
+        })
+    }
+
+    /// Finishes a login at the callback: checks `state` and `iss`, redeems the code, and
+    /// verifies the ID token (signature, issuer, audience, nonce, `at_hash`).
+    pub async fn finish(
+        &self,
+        pending: PendingLogin,
+        callback_url: &str,
+    ) -> Result<Tokens, LoginError> {
+        let cb = Callback::parse(callback_url, &pending.state, &self.issuer)?;
+        let body = self
+            .post(
+                &self.endpoint("token_endpoint")?,
+                vec![
+                    ("grant_type", "authorization_code".into()),
+                    ("code", cb.code().to_owned()),
+                    ("redirect_uri", self.redirect_uri.clone()),
+                    ("code_verifier", pending.pkce.expose_verifier().to_owned()),
+                ],
+            )
+            .await?;
+        let access = body["access_token"]
+            .as_str()
+            .ok_or(LoginError::Unexpected)?;
+        let raw = body["id_token"].as_str().ok_or(LoginError::Unexpected)?;
+        let id_token = self
+            .verifier
+            .verify(raw, Some(&pending.nonce), Some(access), now())?;
+        Ok(Tokens {
+            id_token,
+            id_token_raw: raw.to_owned(),
+            access_token: crate::signing_client::ClientSecret::new(access),
+            refresh_token: body["refresh_token"]
+                .as_str()
+                .map(crate::signing_client::ClientSecret::new),
+            token_type: body["token_type"].as_str().unwrap_or("Bearer").to_owned(),
+        })
+    }
+
+    /// The citizen's released claims (with a DPoP proof when the token is bound).
+    pub async fn userinfo(&self, tokens: &Tokens) -> Result<Value, LoginError> {
+        let url = self.endpoint("userinfo_endpoint")?;
+        let at = tokens.access_token.expose();
+        let mut req = self.http.get(&url);
+        req = match &self.dpop {
+            Some(k) => req
+                .header("Authorization", format!("DPoP {at}"))
+                .header("DPoP", k.proof("GET", &url, Some(at), None)),
+            None => req.bearer_auth(at),
+        };
+        let r = req.send().await.map_err(http_error)?;
+        if !r.status().is_success() {
+            return Err(LoginError::Refused {
+                status: r.status().as_u16(),
+                error: "invalid_token".into(),
+                description: String::new(),
+            });
+        }
+        r.json().await.map_err(http_error)
+    }
+
+    /// New tokens for a refresh token (the same key proves a DPoP-bound grant). Returns
+    /// the token endpoint's answer: `access_token`, `id_token`, and the refresh token to
+    /// keep (FAPI grants keep theirs; others rotate).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Value, LoginError> {
+        self.post(
+            &self.endpoint("token_endpoint")?,
+            vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", refresh_token.to_owned()),
+            ],
+        )
+        .await
+    }
+
+    /// Revokes a refresh or access token and its whole grant (RFC 7009).
+    pub async fn revoke(&self, token: &str) -> Result<(), LoginError> {
+        self.post(
+            &self.endpoint("revocation_endpoint")?,
+            vec![("token", token.to_owned())],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The RP-initiated logout URL: the provider ends the citizen's session and sends the
+    /// browser to `post_logout_redirect_uri` (registered) with `state`.
+    pub fn logout_url(
+        &self,
+        id_token_hint: &str,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Result<String, LoginError> {
+        let mut url = url::Url::parse(&self.endpoint("end_session_endpoint")?)
+            .map_err(|_| LoginError::Unexpected)?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token_hint)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+            .append_pair("state", state);
+        Ok(url.to_string())
+    }
+}
