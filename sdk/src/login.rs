@@ -245,8 +245,31 @@ pub struct LoginClient {
     credentials: Credentials,
     redirect_uri: String,
     discovery: Value,
-    verifier: IdTokenVerifier,
+    keys: std::sync::Mutex<Keys>,
     dpop: Option<ClientKey>,
+}
+
+/// The provider's keys as last fetched: refetched when `Cache-Control` says they are stale,
+/// or on a token signed by a key not in them (at most every 10 seconds, so a flood of
+/// forged tokens cannot make the e-service hammer the provider).
+#[derive(Debug)]
+struct Keys {
+    verifier: IdTokenVerifier,
+    fetched: std::time::Instant,
+    max_age: Duration,
+}
+
+/// `max-age` of a `Cache-Control` header; five minutes when absent.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|d| d.trim().strip_prefix("max-age="))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .map_or(Duration::from_secs(300), Duration::from_secs)
 }
 
 impl LoginClient {
@@ -274,22 +297,7 @@ impl LoginClient {
         if discovery["issuer"] != issuer.as_str() {
             return Err(LoginError::Unexpected);
         }
-        let jwks_uri = discovery["jwks_uri"]
-            .as_str()
-            .ok_or(LoginError::Unexpected)?;
-        let jwks = http
-            .get(jwks_uri)
-            .send()
-            .await
-            .map_err(http_error)?
-            .text()
-            .await
-            .map_err(http_error)?;
-        let algs: Vec<&str> = discovery["id_token_signing_alg_values_supported"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let verifier = IdTokenVerifier::new(&issuer, client_id, &jwks)?.allow_algorithms(&algs);
+        let keys = fetch_keys(&http, &discovery, &issuer, client_id).await?;
         Ok(LoginClient {
             http,
             issuer,
@@ -297,9 +305,45 @@ impl LoginClient {
             credentials,
             redirect_uri: redirect_uri.to_owned(),
             discovery,
-            verifier,
+            keys: std::sync::Mutex::new(keys),
             dpop: None,
         })
+    }
+
+    /// Verifies an ID token, refetching the provider's keys when they are stale or the
+    /// token names a key they lack (rate-limited).
+    async fn verify_id_token(
+        &self,
+        raw: &str,
+        nonce: &str,
+        access: &str,
+    ) -> Result<VerifiedIdToken, LoginError> {
+        let (verifier, stale, recent) = {
+            let k = self.keys.lock().map_err(|_| LoginError::Unexpected)?;
+            let age = k.fetched.elapsed();
+            (
+                k.verifier.clone(),
+                age >= k.max_age,
+                age < Duration::from_secs(10),
+            )
+        };
+        let first = if stale {
+            Err(TokenError::UnknownKey)
+        } else {
+            verifier.verify(raw, Some(nonce), Some(access), now())
+        };
+        match first {
+            Err(TokenError::UnknownKey) if stale || !recent => {
+                let fresh =
+                    fetch_keys(&self.http, &self.discovery, &self.issuer, &self.client_id).await?;
+                let result = fresh.verifier.verify(raw, Some(nonce), Some(access), now());
+                if let Ok(mut k) = self.keys.lock() {
+                    *k = fresh;
+                }
+                Ok(result?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Binds this client's tokens to a fresh DPoP key (required of FAPI clients).
@@ -430,9 +474,7 @@ impl LoginClient {
             .as_str()
             .ok_or(LoginError::Unexpected)?;
         let raw = body["id_token"].as_str().ok_or(LoginError::Unexpected)?;
-        let id_token = self
-            .verifier
-            .verify(raw, Some(&pending.nonce), Some(access), now())?;
+        let id_token = self.verify_id_token(raw, &pending.nonce, access).await?;
         Ok(Tokens {
             id_token,
             id_token_raw: raw.to_owned(),
@@ -505,5 +547,44 @@ impl LoginClient {
             .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
             .append_pair("state", state);
         Ok(url.to_string())
+    }
+}
+
+async fn fetch_keys(
+    http: &reqwest::Client,
+    discovery: &Value,
+    issuer: &str,
+    client_id: &str,
+) -> Result<Keys, LoginError> {
+    let jwks_uri = discovery["jwks_uri"]
+        .as_str()
+        .ok_or(LoginError::Unexpected)?;
+    let r = http.get(jwks_uri).send().await.map_err(http_error)?;
+    let max_age = max_age(r.headers());
+    let jwks = r.text().await.map_err(http_error)?;
+    let algs: Vec<&str> = discovery["id_token_signing_alg_values_supported"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Ok(Keys {
+        verifier: IdTokenVerifier::new(issuer, client_id, &jwks)?.allow_algorithms(&algs),
+        fetched: std::time::Instant::now(),
+        max_age,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_sets_the_keys_lifetime() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(max_age(&h), Duration::from_secs(300));
+        h.insert(
+            reqwest::header::CACHE_CONTROL,
+            "public, max-age=60".parse().unwrap(),
+        );
+        assert_eq!(max_age(&h), Duration::from_secs(60));
     }
 }

@@ -152,3 +152,57 @@ async fn sdk_login_client_fapi_and_secret() {
     assert_eq!(tokens.token_type, "Bearer");
     assert!(plain.userinfo(&tokens).await.unwrap()["email"].is_string());
 }
+
+/// The provider replaces its key at once (a compromise): the SDK, holding the old JWKS,
+/// meets a token by a key it lacks and fetches the keys again (not more than every 10 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_refetches_keys_after_rotation() {
+    use identity_sdk::login::{Credentials, LoginClient};
+    use identity_sdk::signing_client::ClientSecret;
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let client = LoginClient::discover(
+        &server.base,
+        CLIENT_ID,
+        Credentials::Secret(ClientSecret::new(CLIENT_SECRET)),
+        REDIRECT_URI,
+    )
+    .await
+    .unwrap();
+    let kids = |jwks: &str| -> Vec<String> {
+        serde_json::from_str::<Value>(jwks).unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = kids(
+        &http()
+            .get(server.url("/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    server.cli(&["keys", "rotate", "--alg", "ES256", "--now"]);
+    // Past the server's own key cache and the SDK's refetch limit.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let pending = client.start("openid").await.unwrap();
+    let back = login_and_consent(&server, &browser(), pending.url(), USERNAME, PASSWORD).await;
+    let tokens = client.finish(pending, back.as_str()).await.unwrap();
+    assert!(!tokens.id_token.claims().sub.is_empty());
+    use base64::Engine;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(tokens.id_token_raw.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let kid = header["kid"].as_str().unwrap().to_owned();
+    assert!(
+        !before.contains(&kid),
+        "signed by the new key, which the SDK had to fetch"
+    );
+}
