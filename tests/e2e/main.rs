@@ -8,6 +8,7 @@ mod cdp;
 mod cli;
 mod conformance;
 mod enrolment;
+mod example;
 mod fapi;
 mod fapi_conformance;
 mod interop;

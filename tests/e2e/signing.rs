@@ -135,13 +135,7 @@ async fn signing_api_refusals() {
 async fn signed_through_the_sdk(backend: Backend) {
     use identity_sdk::signing::{verify_signing_result, Expectations};
     use identity_sdk::signing_client::{ClientSecret, DocumentToSign, SigningClient, Status};
-    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
-    use webauthn_authenticator_rs::WebauthnAuthenticator;
-    use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
-
     let server = Server::start(backend, &[]).await;
-    let origin = url::Url::parse(&server.base).unwrap();
-    let mut phone = SoftPasskey::new(true);
 
     // The citizen logs in to the e-service (which so learns the subject) and, on the
     // account page, adds a passkey.
@@ -169,41 +163,7 @@ async fn signed_through_the_sdk(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let account = b
-        .get(server.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = hidden(&account, "csrf");
-    let begun: Value = b
-        .post(server.url("/account/passkeys/start"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let options: CreationChallengeResponse = serde_json::from_value(begun.clone()).unwrap();
-    let credential = phone.do_registration(origin.clone(), options).unwrap();
-    let r = b
-        .post(server.url("/account/passkeys"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("ceremony", begun["ceremony"].as_str().unwrap()),
-            (
-                "credential",
-                serde_json::to_string(&credential).unwrap().as_str(),
-            ),
-            ("name", "Phone"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    let mut phone = add_soft_passkey(&server, &b).await;
 
     // The e-service asks through the SDK.
     let document = b"Application for a market stall licence\n";
@@ -230,40 +190,7 @@ async fn signed_through_the_sdk(backend: Backend) {
     ));
 
     // The citizen opens the approval page, sees the same code, and approves with the passkey.
-    let page = b
-        .get(&asked.approval_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains(&asked.code));
-    let start = format!("/sign/{}/start", asked.request_id);
-    let begun: Value = b
-        .post(server.url(&start))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let options: RequestChallengeResponse = serde_json::from_value(begun.clone()).unwrap();
-    let assertion = phone.do_authentication(origin.clone(), options).unwrap();
-    let approve = format!("/sign/{}/approve", asked.request_id);
-    let r = b
-        .post(server.url(&approve))
-        .form(&[
-            ("csrf", hidden(&page, "csrf").as_str()),
-            ("ceremony", begun["ceremony"].as_str().unwrap()),
-            (
-                "credential",
-                serde_json::to_string(&assertion).unwrap().as_str(),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let (r, form) = approve_with(&server, &b, &mut phone, &asked.approval_url, &asked.code).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
     // The SDK fetches the result and verifies all of it offline.
@@ -297,16 +224,10 @@ async fn signed_through_the_sdk(backend: Backend) {
     .unwrap();
     assert_eq!(verified.signature.subject_id, subject);
     // A replay of the same approval is refused with a clear state.
+    let approve = format!("/sign/{}/approve", asked.request_id);
     let r = b
         .post(server.url(&approve))
-        .form(&[
-            ("csrf", hidden(&page, "csrf").as_str()),
-            ("ceremony", begun["ceremony"].as_str().unwrap()),
-            (
-                "credential",
-                serde_json::to_string(&assertion).unwrap().as_str(),
-            ),
-        ])
+        .form(&form)
         .send()
         .await
         .unwrap();
@@ -322,4 +243,104 @@ async fn signed_through_the_sdk_sqlite() {
 #[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
 async fn signed_through_the_sdk_postgres() {
     signed_through_the_sdk(Backend::Postgres).await
+}
+
+/// Registers a software passkey (webauthn-authenticator-rs) for the citizen logged in with
+/// `b`, on the account page, as a phone would.
+pub async fn add_soft_passkey(
+    server: &Server,
+    b: &reqwest::Client,
+) -> webauthn_authenticator_rs::softpasskey::SoftPasskey {
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    let mut phone = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+    let origin = url::Url::parse(&server.base).unwrap();
+    let account = b
+        .get(server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&account, "csrf");
+    let begun: Value = b
+        .post(server.url("/account/passkeys/start"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options: webauthn_rs::prelude::CreationChallengeResponse =
+        serde_json::from_value(begun.clone()).unwrap();
+    let credential = phone.do_registration(origin, options).unwrap();
+    let r = b
+        .post(server.url("/account/passkeys"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("ceremony", begun["ceremony"].as_str().unwrap()),
+            (
+                "credential",
+                serde_json::to_string(&credential).unwrap().as_str(),
+            ),
+            ("name", "Phone"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    phone
+}
+
+/// The citizen opens an approval page, checks the code, and approves with the software
+/// passkey. Returns the answer and the form that was posted (to replay it).
+pub async fn approve_with(
+    server: &Server,
+    b: &reqwest::Client,
+    phone: &mut webauthn_authenticator_rs::softpasskey::SoftPasskey,
+    approval_url: &str,
+    code: &str,
+) -> (reqwest::Response, Vec<(String, String)>) {
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    let page = b
+        .get(approval_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(code), "the page shows the e-service's code");
+    let path = url::Url::parse(approval_url).unwrap().path().to_owned();
+    let begun: Value = b
+        .post(server.url(&format!("{path}/start")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options: webauthn_rs::prelude::RequestChallengeResponse =
+        serde_json::from_value(begun.clone()).unwrap();
+    let origin = url::Url::parse(&server.base).unwrap();
+    let assertion = phone.do_authentication(origin, options).unwrap();
+    let form = vec![
+        ("csrf".to_owned(), hidden(&page, "csrf")),
+        (
+            "ceremony".to_owned(),
+            begun["ceremony"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "credential".to_owned(),
+            serde_json::to_string(&assertion).unwrap(),
+        ),
+    ];
+    let r = b
+        .post(server.url(&format!("{path}/approve")))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (r, form)
 }
