@@ -30,9 +30,13 @@ struct Config {
 struct Visit {
     pending: Option<PendingLogin>,
     tokens: Option<Tokens>,
-    /// Requests made: id → (document name, digest, the signed result once verified).
-    signing: HashMap<String, (String, Vec<u8>, Option<Vec<u8>>)>,
+    /// Requests made, by id.
+    signing: HashMap<String, Asked>,
 }
+
+/// A document this visit asked to have signed: its name, its digest, and the CMS signature
+/// once it was verified.
+type Asked = (String, Vec<u8>, Option<Vec<u8>>);
 
 struct AppState {
     config: Config,
