@@ -83,13 +83,20 @@ fn both_languages(page: &mut Page, name: &str) {
     page.screenshot(&shots().join(format!("{name}-en.png")))
         .unwrap();
     page.click("#switch-language").unwrap();
-    page.wait_for("document.documentElement.lang === 'zh-Hant'", WAIT)
-        .unwrap();
+    // The whole page, its deferred script's handlers included, before anything is clicked.
+    page.wait_for(
+        "document.documentElement.lang === 'zh-Hant' && document.readyState === 'complete'",
+        WAIT,
+    )
+    .unwrap();
     page.screenshot(&shots().join(format!("{name}-zh-Hant.png")))
         .unwrap();
     page.click("#switch-language").unwrap();
-    page.wait_for("document.documentElement.lang === 'en'", WAIT)
-        .unwrap();
+    page.wait_for(
+        "document.documentElement.lang === 'en' && document.readyState === 'complete'",
+        WAIT,
+    )
+    .unwrap();
 }
 
 fn text(page: &mut Page, selector: &str) -> String {
