@@ -60,7 +60,42 @@ async fn sdk_verifies_the_servers_id_tokens() {
         passkey_only.verify(id, None, None, now).unwrap_err(),
         TokenError::InsufficientAcr
     );
-    let _: Value = serde_json::from_str(&jwks).unwrap();
+    // The other refusals, on the server's own token.
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let wrong_issuer = IdTokenVerifier::new("https://elsewhere.example", CLIENT_ID, &jwks).unwrap();
+    assert_eq!(
+        wrong_issuer.verify(id, None, None, now).unwrap_err(),
+        TokenError::WrongIssuer
+    );
+    let (signed, sig) = id.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    bytes[10] ^= 1;
+    let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&bytes));
+    assert_eq!(
+        v.verify(&forged, None, None, now).unwrap_err(),
+        TokenError::BadSignature
+    );
+    let no_keys = IdTokenVerifier::new(&server.base, CLIENT_ID, r#"{"keys":[]}"#).unwrap();
+    assert_eq!(
+        no_keys.verify(id, None, None, now).unwrap_err(),
+        TokenError::UnknownKey
+    );
+    let (header, rest) = id.split_once('.').unwrap();
+    let mut h: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    h["alg"] = "EdDSA".into();
+    let swapped = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(h.to_string()));
+    let all_algs = IdTokenVerifier::new(&server.base, CLIENT_ID, &jwks).unwrap();
+    assert_eq!(
+        all_algs.verify(&swapped, None, None, now).unwrap_err(),
+        TokenError::KeyMismatch
+    );
+    h["alg"] = "HS256".into();
+    let hmac = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(h.to_string()));
+    assert_eq!(
+        all_algs.verify(&hmac, None, None, now).unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
 }
 
 /// The SDK's login client through a whole FAPI 2.0 login (PAR, PKCE, DPoP,
