@@ -171,21 +171,8 @@ async fn start(
 /// background so the citizen's page does not wait for the e-service.
 fn notify(state: &AppState, uri: Option<String>, id: &str, outcome: &'static str) {
     let Some(uri) = uri else { return };
-    let (client, id) = (state.http.clone(), id.to_owned());
-    tokio::spawn(async move {
-        let body = json!({ "request_id": id, "state": outcome });
-        for attempt in 0..4u32 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt * attempt)))
-                    .await;
-            }
-            match client.post(&uri).json(&body).send().await {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) => tracing::warn!(status = %r.status(), attempt, "signing callback refused"),
-                Err(e) => tracing::warn!(error = %e, attempt, "signing callback failed"),
-            }
-        }
-    });
+    let body = json!({ "request_id": id, "state": outcome });
+    crate::web::post_in_background(state, uri, "signing callback", move |r| r.json(&body));
 }
 
 /// Where the citizen goes after deciding: back to the e-service with the outcome, or a

@@ -1239,30 +1239,35 @@ async fn activate(
 /// Logout §2.5), retried with backoff, in the background.
 fn deliver_logout(state: &AppState, notices: Vec<identity_core::provider::LogoutNotice>) {
     for n in notices {
-        let client = state.http.clone();
-        tokio::spawn(async move {
-            for attempt in 0..4u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(
-                        attempt * attempt,
-                    )))
-                    .await;
-                }
-                match client
-                    .post(&n.uri)
-                    .form(&[("logout_token", n.logout_token.as_str())])
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => return,
-                    Ok(r) => {
-                        tracing::warn!(status = %r.status(), attempt, "back-channel logout refused")
-                    }
-                    Err(e) => tracing::warn!(error = %e, attempt, "back-channel logout failed"),
-                }
-            }
-        });
+        let form = vec![("logout_token".to_owned(), n.logout_token)];
+        post_in_background(state, n.uri, "back-channel logout", move |r| r.form(&form));
     }
+}
+
+/// POSTs to an e-service in the background, retried with backoff (after 1, 4 and 9 s), so
+/// the citizen's page never waits for the e-service. `body` sets the request's body.
+pub(crate) fn post_in_background(
+    state: &AppState,
+    uri: String,
+    what: &'static str,
+    body: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + 'static,
+) {
+    let client = state.http.clone();
+    tokio::spawn(async move {
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt * attempt)))
+                    .await;
+            }
+            match body(client.post(&uri)).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), attempt, what, "notification refused")
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, what, "notification failed"),
+            }
+        }
+    });
 }
 
 fn end_session_input(p: &Params, confirmed: bool) -> identity_core::provider::EndSessionInput {
