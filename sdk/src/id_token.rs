@@ -328,6 +328,14 @@ impl IdTokenVerifier {
     /// `logout+jwt`, signature, `iss`, `aud`, `iat`, a `jti`, the logout event, a `sub`,
     /// and no `nonce`. The e-service then ends that citizen's sessions (and should refuse
     /// the same `jti` twice).
+    ///
+    /// ```no_run
+    /// # fn demo(verifier: &identity_sdk::id_token::IdTokenVerifier, form_logout_token: &str, now: i64) -> Result<(), identity_sdk::id_token::TokenError> {
+    /// // The e-service's handler of the back-channel POST (`logout_token=...`).
+    /// let logout = verifier.verify_logout_token(form_logout_token, now)?;
+    /// println!("end the sessions of {} (event {})", logout.sub, logout.jti);
+    /// # Ok(()) }
+    /// ```
     pub fn verify_logout_token(
         &self,
         token: &str,
@@ -542,6 +550,19 @@ pub struct VerifiedAccessToken {
 
 /// Verifies access tokens (RFC 9068 JWTs, `typ` `at+jwt`) for a resource server, with the
 /// DPoP proof of a sender-constrained one (RFC 9449 §7).
+///
+/// ```no_run
+/// # fn demo(jwks: &str, authorization: &str, dpop_header: &str, now: i64) -> Result<(), identity_sdk::id_token::TokenError> {
+/// use identity_sdk::id_token::{AccessTokenVerifier, DpopRequest};
+/// let verifier = AccessTokenVerifier::new("https://id.gov.example", "https://id.gov.example", jwks)?;
+/// // From `Authorization: DPoP <token>` and the `DPoP` header of this request.
+/// let token = authorization.strip_prefix("DPoP ").unwrap_or_default();
+/// let request = DpopRequest { proof: dpop_header, method: "GET", url: "https://records.gov.example/api/records" };
+/// let verified = verifier.verify(token, Some(request), now)?;
+/// // Keep `proof_jti` for a minute and refuse it if it comes again.
+/// println!("{} with {:?}, proof {:?}", verified.sub, verified.scope, verified.proof_jti);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct AccessTokenVerifier {
     jws: IdTokenVerifier,

@@ -247,6 +247,7 @@ pub struct LoginClient {
     discovery: Value,
     keys: std::sync::Mutex<Keys>,
     dpop: Option<ClientKey>,
+    pushed: bool,
 }
 
 /// The provider's keys as last fetched: refetched when `Cache-Control` says they are stale,
@@ -307,6 +308,7 @@ impl LoginClient {
             discovery,
             keys: std::sync::Mutex::new(keys),
             dpop: None,
+            pushed: true,
         })
     }
 
@@ -349,6 +351,15 @@ impl LoginClient {
     /// Binds this client's tokens to a fresh DPoP key (required of FAPI clients).
     pub fn with_dpop(mut self) -> Self {
         self.dpop = Some(ClientKey::generate("dpop"));
+        self
+    }
+
+    /// Sends the authorization request in the browser's URL (plain PKCE) instead of
+    /// pushing it first. For simple clients only: a FAPI client must push, and the provider
+    /// refuses it otherwise. Pushing keeps the request's parameters out of the browser and
+    /// the logs, so it stays the default.
+    pub fn without_par(mut self) -> Self {
+        self.pushed = false;
         self
     }
 
@@ -413,7 +424,7 @@ impl LoginClient {
     }
 
     /// Starts a login: PKCE, state and nonce, pushed to the provider when it offers PAR
-    /// (always for FAPI); returns where to send the browser.
+    /// (unless [`LoginClient::without_par`]); returns where to send the browser.
     pub async fn start(&self, scope: &str) -> Result<PendingLogin, LoginError> {
         let (pkce, state, nonce) = (Pkce::new(), random(24), random(24));
         let params = vec![
@@ -427,7 +438,10 @@ impl LoginClient {
         ];
         let authorize = self.endpoint("authorization_endpoint")?;
         let mut url = url::Url::parse(&authorize).map_err(|_| LoginError::Unexpected)?;
-        match self.discovery["pushed_authorization_request_endpoint"].as_str() {
+        let par = self.discovery["pushed_authorization_request_endpoint"]
+            .as_str()
+            .filter(|_| self.pushed);
+        match par {
             Some(par) => {
                 let pushed = self.post(par, params).await?;
                 let uri = pushed["request_uri"]
@@ -438,9 +452,13 @@ impl LoginClient {
                     .append_pair("request_uri", uri);
             }
             None => {
-                url.query_pairs_mut()
-                    .append_pair("client_id", &self.client_id)
+                let mut q = url.query_pairs_mut();
+                q.append_pair("client_id", &self.client_id)
                     .extend_pairs(params);
+                // Binds the code to the DPoP key (RFC 9449 §10), as the pushed proof does.
+                if let Some(key) = &self.dpop {
+                    q.append_pair("dpop_jkt", &key.thumbprint());
+                }
             }
         }
         Ok(PendingLogin {

@@ -11,6 +11,29 @@
 //!
 //! Nothing here trusts the service's word beyond the two pinned keys (the signing CA and the
 //! audit log's key).
+//!
+//! ```no_run
+//! # fn demo(result: serde_json::Value, ca_der: &[u8], audit_key_text: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! use identity_sdk::audit::VerifierKey;
+//! use identity_sdk::signing::{verify_signing_result, Expectations};
+//! let document = std::fs::read("licence.pdf")?;
+//! let digest = ring::digest::digest(&ring::digest::SHA256, &document);
+//! let audit_key = VerifierKey::parse(audit_key_text)?;
+//! // `result` is what `SigningClient::status` returned in `Status::Signed`.
+//! let verified = verify_signing_result(
+//!     &result,
+//!     &Expectations {
+//!         request_id: "the id `ask` returned",
+//!         document_digest: digest.as_ref(),
+//!         ca_certificate: ca_der,
+//!         subject: "the citizen's sub at this e-service",
+//!         origin: "https://id.gov.example",
+//!         audit_key: &audit_key,
+//!     },
+//! )?;
+//! std::fs::write("licence.pdf.p7s", &verified.cms)?;
+//! # Ok(()) }
+//! ```
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;

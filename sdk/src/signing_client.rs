@@ -73,6 +73,9 @@ pub enum ClientError {
     /// The citizen did not decide in time.
     #[error("no decision before the timeout")]
     Timeout,
+    /// A callback body that is not `{"request_id": ...}` with a well-formed id.
+    #[error("the callback is not the service's")]
+    BadCallback,
 }
 
 /// A document's hash to sign, and what the citizen sees.
@@ -258,6 +261,38 @@ impl SigningClient {
             Some("expired") => Ok(Status::Expired),
             _ => Err(ClientError::Unexpected),
         }
+    }
+
+    /// Handles the service's callback: the body of the POST that arrived at the request's
+    /// `callback_uri`. The callback is only a hint that something changed (anyone can POST
+    /// to that URL), so its `state` is ignored and the request's real status is fetched from
+    /// the service over the authenticated API. Returns the request id and that status.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: identity_sdk::signing_client::SigningClient, body: &[u8]) -> Result<(), identity_sdk::signing_client::ClientError> {
+    /// use identity_sdk::signing_client::Status;
+    /// // In the e-service's handler of POST /signing-callback:
+    /// match client.on_callback(body).await? {
+    ///     (request_id, Status::Signed(result)) => { /* verify and store */ let _ = (request_id, result); }
+    ///     (request_id, other) => println!("{request_id}: {other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn on_callback(&self, body: &[u8]) -> Result<(String, Status), ClientError> {
+        let v: Value = serde_json::from_slice(body).map_err(|_| ClientError::BadCallback)?;
+        let id = v["request_id"].as_str().ok_or(ClientError::BadCallback)?;
+        // Request ids are base64url; anything else is not from the service and must not
+        // reach a URL path.
+        if id.is_empty()
+            || id.len() > 128
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ClientError::BadCallback);
+        }
+        let status = self.status(id).await?;
+        Ok((id.to_owned(), status))
     }
 
     /// Polls every two seconds until the citizen decides or `timeout` passes.

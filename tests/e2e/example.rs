@@ -1,6 +1,7 @@
 //! The example e-service (`identity-server/src/bin/example-eservice.rs`, built on the SDK
-//! only) against the real server: log in, see the claims, sign a document with a passkey,
-//! fetch and verify the signature, download it, log out.
+//! only) against the real server: log in, see the claims, upload a document and sign it
+//! with a passkey, fetch and verify the signature, download it, check it against the file
+//! (and refuse it for another file), log out.
 
 use identity_core::storage::Backend;
 use std::process::{Command, Stdio};
@@ -99,12 +100,16 @@ async fn example_eservice_logs_in_signs_and_logs_out() {
     .await;
     assert_eq!(r.status(), 303);
     let mut phone = add_soft_passkey(&server, &citizen).await;
+    let document = b"I apply for a stall licence.\n".to_vec();
+    let file = |bytes: Vec<u8>, name: &str| {
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned())
+    };
     let asked = b
         .post(at("/sign"))
-        .form(&[
-            ("name", "Stall licence.txt"),
-            ("text", "I apply for a stall licence."),
-        ])
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("document", file(document.clone(), "../Stall licence.txt")),
+        )
         .send()
         .await
         .unwrap()
@@ -129,13 +134,54 @@ async fn example_eservice_logs_in_signs_and_logs_out() {
         .await
         .unwrap();
     assert!(signed.contains("id=\"verified\""), "{signed}");
+    assert!(signed.contains("Stall licence.txt is signed"), "{signed}");
     let p7s = b
         .get(at(&format!("{result_path}/p7s")))
         .send()
         .await
         .unwrap();
     assert_eq!(p7s.headers()["content-type"], "application/pkcs7-signature");
-    assert!(p7s.bytes().await.unwrap().len() > 500);
+    let p7s = p7s.bytes().await.unwrap().to_vec();
+    assert!(p7s.len() > 500);
+
+    // The downloaded signature checks out against the document, and not against another.
+    let check = |doc: Vec<u8>| {
+        b.post(at("/verify"))
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .part("document", file(doc, "Stall licence.txt"))
+                    .part("signature", file(p7s.clone(), "signature.p7s")),
+            )
+            .send()
+    };
+    let r = check(document.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("id=\"checked\""));
+    let r = check(b"I apply for ten stall licences.\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("id=\"error\""));
+    // A file over the limit gets a page saying so, not a broken connection.
+    let r = b
+        .post(at("/sign"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("document", file(vec![b'x'; (10 << 20) + 1024], "big.bin")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r.text().await.unwrap().contains("at most 10 MiB"));
+    // A form without the file is refused too.
+    let r = b
+        .post(at("/sign"))
+        .multipart(reqwest::multipart::Form::new().text("other", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
 
     // Logout: through the identity service's end-session endpoint, back to the e-service.
     let r = b.get(at("/logout")).send().await.unwrap();

@@ -186,6 +186,47 @@ async fn sdk_login_client_fapi_and_secret() {
     let tokens = plain.finish(pending, back.as_str()).await.unwrap();
     assert_eq!(tokens.token_type, "Bearer");
     assert!(plain.userinfo(&tokens).await.unwrap()["email"].is_string());
+
+    // A simple client without PAR: plain PKCE in the browser's URL, still DPoP-bound.
+    let simple = LoginClient::discover(
+        &server.base,
+        CLIENT_ID,
+        Credentials::Secret(ClientSecret::new(CLIENT_SECRET)),
+        REDIRECT_URI,
+    )
+    .await
+    .unwrap()
+    .without_par()
+    .with_dpop();
+    let pending = simple.start("openid").await.unwrap();
+    assert!(pending.url().contains("code_challenge="));
+    assert!(pending.url().contains("dpop_jkt="));
+    assert!(!pending.url().contains("request_uri="));
+    let back = login_and_consent(&server, &browser(), pending.url(), USERNAME, PASSWORD).await;
+    let tokens = simple.finish(pending, back.as_str()).await.unwrap();
+    assert_eq!(tokens.token_type, "DPoP");
+    assert!(simple.userinfo(&tokens).await.unwrap()["sub"].is_string());
+
+    // A FAPI client may not skip PAR: the provider refuses, and the SDK reports it.
+    let fapi_plain = LoginClient::discover(
+        &server.base,
+        "sdk-fapi",
+        Credentials::PrivateKeyJwt(Box::new(ClientKey::generate("k2"))),
+        REDIRECT_URI,
+    )
+    .await
+    .unwrap()
+    .without_par();
+    let pending = fapi_plain.start("openid").await.unwrap();
+    let r = browser().get(pending.url()).send().await.unwrap();
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    match fapi_plain.finish(pending, &back).await {
+        Err(identity_sdk::login::LoginError::Callback(identity_sdk::Error::Provider {
+            error,
+            ..
+        })) => assert_eq!(error, "invalid_request"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// The provider replaces its key at once (a compromise): the SDK, holding the old JWKS,

@@ -176,31 +176,58 @@ async fn signed_through_the_sdk(backend: Backend) {
     .await
     .unwrap();
     let ca = client.ca_certificate().await.unwrap();
-    let asked = client
-        .ask(&DocumentToSign::sha256(
-            &subject,
-            digest.as_ref(),
-            "Stall licence.pdf",
-        ))
-        .await
-        .unwrap();
+    let (callback_uri, seen) = crate::browser::callback_server_seeing();
+    let mut doc = DocumentToSign::sha256(&subject, digest.as_ref(), "Stall licence.pdf");
+    doc.callback_uri = Some(callback_uri);
+    let asked = client.ask(&doc).await.unwrap();
     assert!(matches!(
         client.status(&asked.request_id).await.unwrap(),
         Status::Pending
     ));
+    // A forged callback claiming the request is signed changes nothing: the SDK asks the
+    // service. One naming no well-formed request is refused before any call.
+    let forged = json!({"request_id": asked.request_id, "state": "signed"}).to_string();
+    let (_, status) = client.on_callback(forged.as_bytes()).await.unwrap();
+    assert!(matches!(status, Status::Pending));
+    for bad in [&b"not json"[..], br#"{"request_id":"../../token"}"#, b"{}"] {
+        assert!(matches!(
+            client.on_callback(bad).await,
+            Err(identity_sdk::signing_client::ClientError::BadCallback)
+        ));
+    }
 
     // The citizen opens the approval page, sees the same code, and approves with the passkey.
     let (r, form) = approve_with(&server, &b, &mut phone, &asked.approval_url, &asked.code).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
-    // The SDK fetches the result and verifies all of it offline.
-    let Status::Signed(result) = client
-        .wait(&asked.request_id, std::time::Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
+    // The service POSTs to the callback; the SDK takes it from there and fetches the
+    // result, which it then verifies all of it offline.
+    let mut body = None;
+    for _ in 0..100 {
+        body = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.strip_prefix("POST /callback ").map(str::to_owned));
+        if body.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let body = body.expect("the service called back");
+    let (id, status) = client.on_callback(body.as_bytes()).await.unwrap();
+    assert_eq!(id, asked.request_id);
+    let Status::Signed(result) = status else {
         panic!("not signed")
     };
+    // Polling finds the same.
+    assert!(matches!(
+        client
+            .wait(&asked.request_id, std::time::Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Status::Signed(_)
+    ));
     let key_text = http()
         .get(server.url("/audit/key"))
         .send()

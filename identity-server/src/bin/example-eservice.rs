@@ -1,6 +1,7 @@
 //! An example e-service built on the SDK only: what a department copies. A login button,
-//! the citizen's released claims, "sign a document" (hash it, ask the citizen, fetch and
-//! verify the signature, download it), and logout.
+//! the citizen's released claims, "sign a document" (upload it, hash it, ask the citizen,
+//! fetch and verify the signature, download it), checking a downloaded signature against
+//! its document, and logout.
 //!
 //! Run against the demo server (`identity-server demo` on :8080):
 //! `cargo run -p identity-server --bin example-eservice`, then open <http://localhost:8081>.
@@ -8,6 +9,7 @@
 //! `EXAMPLE_LISTEN` (127.0.0.1:8081), `EXAMPLE_URL` (http://localhost:8081),
 //! `EXAMPLE_CLIENT_ID` / `EXAMPLE_CLIENT_SECRET` (the demo e-service's).
 
+use actix_multipart::form::{bytes::Bytes as Upload, MultipartForm, MultipartFormConfig};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use identity_sdk::audit::VerifierKey;
@@ -55,7 +57,11 @@ fn esc(s: &str) -> String {
 }
 
 fn page(body: &str) -> HttpResponse {
-    HttpResponse::Ok()
+    page_with(actix_web::http::StatusCode::OK, body)
+}
+
+fn page_with(status: actix_web::http::StatusCode, body: &str) -> HttpResponse {
+    HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(format!(
@@ -92,9 +98,14 @@ async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     page(&format!(
         "<p id=\"who\">Logged in as <code>{}</code> ({} / {}).</p>\
          <h2>Sign a document</h2>\
-         <form method=\"post\" action=\"/sign\"><p><label for=\"name\">Name</label> <input id=\"name\" name=\"name\" value=\"Application.txt\"></p>\
-         <p><label for=\"text\">Contents</label><br><textarea id=\"text\" name=\"text\" rows=\"4\" cols=\"60\">I apply for a licence.</textarea></p>\
+         <form method=\"post\" action=\"/sign\" enctype=\"multipart/form-data\">\
+         <p><label for=\"document\">Document (at most 10 MiB)</label> <input type=\"file\" id=\"document\" name=\"document\" required></p>\
          <p><button type=\"submit\" id=\"sign\">Ask to sign</button></p></form>\
+         <h2>Check a signature</h2>\
+         <form method=\"post\" action=\"/verify\" enctype=\"multipart/form-data\">\
+         <p><label for=\"v-document\">Document</label> <input type=\"file\" id=\"v-document\" name=\"document\" required></p>\
+         <p><label for=\"v-signature\">Signature (.p7s)</label> <input type=\"file\" id=\"v-signature\" name=\"signature\" required></p>\
+         <p><button type=\"submit\" id=\"verify\">Check</button></p></form>\
          <p><a id=\"logout\" href=\"/logout\">Log out</a></p>",
         esc(&c.sub),
         esc(c.acr.as_deref().unwrap_or("-")),
@@ -159,9 +170,38 @@ async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
 }
 
+/// The upload of a document to sign.
+#[derive(MultipartForm)]
+struct ToSign {
+    #[multipart(limit = "10MiB")]
+    document: Upload,
+}
+
+/// A document and the signature downloaded for it, to check offline.
+#[derive(MultipartForm)]
+struct ToCheck {
+    #[multipart(limit = "10MiB")]
+    document: Upload,
+    #[multipart(limit = "64KiB")]
+    signature: Upload,
+}
+
+/// The file's own name without any path, printable, at most 200 characters (what the
+/// identity service accepts as a document name).
+fn document_name(upload: &Upload) -> String {
+    let raw = upload.file_name.as_deref().unwrap_or("document");
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let name: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    if name.trim().is_empty() {
+        "document".into()
+    } else {
+        name
+    }
+}
+
 async fn sign(
     req: HttpRequest,
-    form: web::Form<HashMap<String, String>>,
+    MultipartForm(form): MultipartForm<ToSign>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(id) = visit_id(&req) else {
@@ -174,13 +214,9 @@ async fn sign(
             None => return see("/"),
         }
     };
-    let name = form
-        .get("name")
-        .cloned()
-        .unwrap_or_else(|| "document".into());
-    let text = form.get("text").cloned().unwrap_or_default();
+    let name = document_name(&form.document);
     // The document stays here: only its hash goes to the identity service.
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+    let digest = ring::digest::digest(&ring::digest::SHA256, &form.document.data)
         .as_ref()
         .to_vec();
     let mut doc = DocumentToSign::sha256(&subject, &digest, &name);
@@ -297,6 +333,38 @@ async fn download(
     }
 }
 
+/// Checks a signature against its document offline, with nothing but the pinned CA: what
+/// anyone holding the two files can do.
+async fn verify(
+    MultipartForm(form): MultipartForm<ToCheck>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &form.document.data);
+    match identity_sdk::signature::verify_detached(
+        &form.signature.data,
+        digest.as_ref(),
+        &state.ca,
+        None,
+    ) {
+        Ok(v) => page(&format!(
+            "<p id=\"checked\">{} was signed by {}{} at {} (Unix time).</p><p><a href=\"/\">Back</a></p>",
+            esc(&document_name(&form.document)),
+            esc(&v.subject_id),
+            v.subject_name
+                .map(|n| format!(" ({})", esc(&n)))
+                .unwrap_or_default(),
+            v.signing_time
+        )),
+        Err(e) => page_with(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "<p id=\"error\">This signature does not hold for this document: {}</p><p><a href=\"/\">Back</a></p>",
+                esc(&e.to_string())
+            ),
+        ),
+    }
+}
+
 async fn logout(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let tokens = visit_id(&req)
         .and_then(|id| state.visits.lock().expect("lock").remove(&id))
@@ -375,10 +443,25 @@ async fn main() -> std::io::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            // Files are held in memory (10 MiB at most): the e-service only hashes them.
+            .app_data(
+                MultipartFormConfig::default()
+                    .total_limit(11 << 20)
+                    .memory_limit(11 << 20)
+                    .error_handler(|e, _| {
+                        let status = actix_web::ResponseError::status_code(&e);
+                        let resp = page_with(
+                            status,
+                            "<p id=\"error\">The upload was refused: choose a file of at most 10 MiB.</p><p><a href=\"/\">Back</a></p>",
+                        );
+                        actix_web::error::InternalError::from_response(e, resp).into()
+                    }),
+            )
             .route("/", web::get().to(home))
             .route("/login", web::get().to(login))
             .route("/callback", web::get().to(callback))
             .route("/sign", web::post().to(sign))
+            .route("/verify", web::post().to(verify))
             .route("/signed/{id}", web::get().to(signed))
             .route("/signed/{id}/p7s", web::get().to(download))
             .route("/logout", web::get().to(logout))
