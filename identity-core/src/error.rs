@@ -98,9 +98,31 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 Error::Unavailable(info.message().to_owned())
             }
+            // diesel reports a connection that PostgreSQL ended (a restart, a failover) as
+            // an unknown error and does not expose the SQLSTATE; libpq's wording is stable,
+            // and taking it for an internal error would answer 500 where 503 is the truth.
+            D::DatabaseError(_, info) if connection_lost(info.message()) => {
+                Error::Unavailable(info.message().to_owned())
+            }
             other => Error::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether a database error's text says the connection itself failed.
+fn connection_lost(message: &str) -> bool {
+    [
+        "terminating connection",
+        "server closed the connection",
+        "connection to server",
+        "no connection to the server",
+        "could not receive data",
+        "could not send data",
+        "the database system is",
+        "SSL connection has been closed",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl From<diesel::r2d2::PoolError> for Error {

@@ -106,6 +106,66 @@ impl ManageConnection for Manager {
 pub struct Db {
     pool: Pool<Manager>,
     backend: Backend,
+    outage: std::sync::Arc<Outage>,
+}
+
+/// Whether the database is known to be unreachable. While it is, callers get
+/// [`Error::Unavailable`] at once instead of each waiting out the pool's timeout (a flood
+/// of requests would otherwise pile up for seconds each); one caller at a time probes for
+/// its return, so the service recovers by itself as soon as the database answers.
+#[derive(Debug, Default)]
+struct Outage {
+    down: std::sync::atomic::AtomicBool,
+    probing: std::sync::atomic::AtomicBool,
+    /// Milliseconds since the Unix epoch before which no new probe starts.
+    next_probe_ms: std::sync::atomic::AtomicU64,
+}
+
+/// How long a probe waits for a connection, and how long between failed probes.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_INTERVAL_MS: u64 = 250;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Outage {
+    fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn trip(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!("database unreachable: answering 503 until it returns");
+        }
+        self.next_probe_ms
+            .store(now_ms() + PROBE_INTERVAL_MS, Ordering::Release);
+    }
+
+    /// Claims the one probe, if none is running and the interval has passed.
+    fn claim_probe(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        now_ms() >= self.next_probe_ms.load(Ordering::Acquire)
+            && self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn probed(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if ok {
+            self.down.store(false, Ordering::Release);
+            tracing::warn!("database reachable again");
+        } else {
+            self.next_probe_ms
+                .store(now_ms() + PROBE_INTERVAL_MS, Ordering::Release);
+        }
+        self.probing.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -134,7 +194,17 @@ impl Db {
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            outage: Default::default(),
+        })
+    }
+
+    /// Whether the database is currently known to be unreachable (for `/readyz` and the
+    /// metrics).
+    pub fn is_down(&self) -> bool {
+        self.outage.is_down()
     }
 
     /// Connections the pool holds, and how many of them are idle.
@@ -149,8 +219,39 @@ impl Db {
     }
 
     /// A connection from the pool. Blocking: call from a blocking thread.
+    ///
+    /// When the pool cannot connect and holds no live connection, the database counts as
+    /// down (see [`Outage`]); a pool merely busy under load does not trip it.
     pub fn conn(&self) -> Result<Conn> {
-        Ok(self.pool.get()?)
+        if self.outage.is_down() {
+            if !self.outage.claim_probe() {
+                return Err(Error::Unavailable("the database is unreachable".into()));
+            }
+            let got = self.pool.get_timeout(PROBE_TIMEOUT);
+            self.outage.probed(got.is_ok());
+            return Ok(got?);
+        }
+        match self.pool.get() {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                if self.pool.state().connections == 0 {
+                    self.outage.trip();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Runs `f` on a connection and notes a connection lost mid-statement (the database
+    /// restarted or went away) as an outage.
+    fn on_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let r = f(&mut conn);
+        // A lost connection is told from a refused statement by asking the database again.
+        if matches!(r, Err(Error::Unavailable(_))) && R2D2Connection::ping(&mut *conn).is_err() {
+            self.outage.trip();
+        }
+        r
     }
 
     /// Applies every pending migration of this backend; returns how many ran.
@@ -177,21 +278,24 @@ impl Db {
     /// front makes writers wait their turn instead. Nested transactions inside `f` become
     /// savepoints on both backends.
     pub fn tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        if !matches!(&*conn, DbConnection::Sqlite(_)) {
-            return Connection::transaction(&mut *conn, f);
+        self.on_conn(|conn| Self::tx_on(conn, f))
+    }
+
+    fn tx_on<T>(conn: &mut Conn, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        if !matches!(&**conn, DbConnection::Sqlite(_)) {
+            return Connection::transaction(&mut **conn, f);
         }
-        on_sqlite(&mut conn, |c| {
+        let conn: &mut DbConnection = conn;
+        on_sqlite(conn, |c| {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
         })?;
-        match f(&mut conn) {
+        match f(conn) {
             Ok(v) => {
-                on_sqlite(&mut conn, AnsiTransactionManager::commit_transaction)?;
+                on_sqlite(conn, AnsiTransactionManager::commit_transaction)?;
                 Ok(v)
             }
             Err(e) => {
-                if let Err(rb) = on_sqlite(&mut conn, AnsiTransactionManager::rollback_transaction)
-                {
+                if let Err(rb) = on_sqlite(conn, AnsiTransactionManager::rollback_transaction) {
                     tracing::error!(error = %rb, "rollback failed");
                 }
                 Err(e)
@@ -215,8 +319,7 @@ impl Db {
 
     /// Runs `f` on a pooled connection without a transaction.
     pub fn with<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        f(&mut conn)
+        self.on_conn(|conn| f(conn))
     }
 }
 

@@ -1,4 +1,5 @@
-//! What operators watch: Prometheus metrics.
+//! What operators rely on: Prometheus metrics, readiness through a database outage and
+//! the recovery after it, and a graceful shutdown.
 
 use identity_core::storage::Backend;
 
@@ -71,4 +72,189 @@ async fn metrics_count_requests_logins_and_read_the_pools_and_the_log() {
         "logins and grants are audited"
     );
     assert!(value("identity_audit_checkpoint_age_seconds") >= -1.0);
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut (every connection closed, new
+/// ones refused) and restore on the same port: the database "going away" without touching
+/// the machine's PostgreSQL, which other tests share.
+struct Proxy {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    live: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let mut p = Proxy {
+            port: free_port(),
+            upstream,
+            live: None,
+            streams: Default::default(),
+        };
+        p.restore();
+        p
+    }
+
+    fn restore(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (halt, upstream, streams) = (stop.clone(), self.upstream, self.streams.clone());
+        let handle = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let mut held = streams.lock().unwrap();
+                held.push(client.try_clone().unwrap());
+                held.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        self.live = Some((stop, handle));
+    }
+
+    fn cut(&mut self) {
+        if let Some((stop, handle)) = self.live.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            handle.join().unwrap();
+        }
+        for s in self.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// The database goes away under a running server: requests get 503 with `Retry-After`
+/// (JSON, never a 500), quickly once the outage is known rather than each waiting out the
+/// pool's timeout; liveness stays up and readiness goes down; when the database returns,
+/// the same process serves again by itself.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
+async fn database_outage_gives_503s_and_the_server_recovers_by_itself() {
+    use std::time::{Duration, Instant};
+    let direct = url::Url::parse(&identity_core::storage::testing::fresh_postgres_url()).unwrap();
+    let upstream = (direct.host_str().unwrap(), direct.port().unwrap_or(5432));
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&upstream)
+        .unwrap()
+        .next()
+        .unwrap();
+    let mut proxy = Proxy::start(upstream);
+    let mut via = direct.clone();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port)).unwrap();
+    let mut server = Server::start_with_database(via.as_str(), &[]).await;
+    let pid = server.pid();
+    let grant = || {
+        http()
+            .post(server.url("/token"))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    assert_eq!(grant().await.unwrap().status(), 200);
+
+    proxy.cut();
+    let mut took = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let r = grant().await.unwrap();
+        took.push(started.elapsed());
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+    }
+    let r = http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "not ready without its database");
+    let r = http().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "alive: an orchestrator must not restart it"
+    );
+    // Not a timing benchmark: the pool's timeout is 5 s, so a median far below it shows
+    // the requests were refused at once instead of each waiting for a connection.
+    took.sort();
+    assert!(took[10] < Duration::from_secs(2), "{took:?}");
+
+    proxy.restore();
+    let back = Instant::now();
+    let mut recovered = false;
+    while back.elapsed() < Duration::from_secs(30) {
+        if grant().await.unwrap().status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "serves again once the database is back");
+    assert!(server.running() && server.pid() == pid, "without a restart");
+    let r = http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    println!("recovered {:?} after the database returned", back.elapsed());
+}
+
+/// SIGTERM while a request is being received: the server stops accepting new connections
+/// but finishes the request in flight, then exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    use std::io::{Read, Write};
+    let mut server = Server::start(Backend::Sqlite, &[]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let body = "grant_type=client_credentials";
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    // The headers and half the body, then the signal, then the rest.
+    write!(
+        stream,
+        "POST /token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic ZGVtby1lc2VydmljZTpkZW1vLWVzZXJ2aWNlLXNlY3JldA==\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    server.signal_term();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Stopped accepting: a new connection is refused (or closed without an answer).
+    let refused = match std::net::TcpStream::connect(&addr) {
+        Err(_) => true,
+        Ok(mut s) => {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            buf.is_empty()
+        }
+    };
+    assert!(refused, "no new requests after SIGTERM");
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("access_token"));
+    let status = server.wait_exit();
+    assert!(status.success(), "clean exit: {status}");
 }

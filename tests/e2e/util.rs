@@ -26,7 +26,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -76,6 +76,43 @@ impl Server {
         };
         server.wait_ready().await;
         server
+    }
+
+    /// Starts `identity-server demo` on the given PostgreSQL database URL.
+    pub async fn start_with_database(database_url: &str, env: &[(&str, &str)]) -> Server {
+        let dir = Dir::new();
+        let port = free_port();
+        let child = spawn(&dir, port, Some(database_url), env);
+        let mut server = Server {
+            child,
+            base: format!("http://localhost:{port}"),
+            dir,
+            database_url: Some(database_url.to_owned()),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// The server's process id (the same one while it has not been restarted).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM (what an orchestrator sends to stop a replica).
+    pub fn signal_term(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     /// A second server on the same database as `other` (same key-encryption key and
