@@ -16,6 +16,7 @@ mod logout;
 mod negative;
 mod oidc;
 mod ops;
+mod scale;
 mod sdk;
 mod signing;
 mod util;
