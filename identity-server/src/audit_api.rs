@@ -48,7 +48,11 @@ fn query(req: &HttpRequest) -> Result<Params, Error> {
     Ok(p)
 }
 
-async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+#[utoipa::path(get, path = "/audit/checkpoint", tag = "audit",
+    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let note = web::block(move || provider.audit().latest_checkpoint())
         .await
@@ -62,7 +66,9 @@ async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
     }
 }
 
-async fn key(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/audit/key", tag = "audit",
+    responses((status = 200, description = "The log's verifier key (C2SP note key)", body = String, content_type = "text/plain")))]
+pub(crate) async fn key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(format!(
@@ -72,7 +78,16 @@ async fn key(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Entries `[start, end)` as lines of `index base64(entry)`.
-async fn entries(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+#[utoipa::path(get, path = "/audit/entries", tag = "audit",
+    params(("start" = u64, Query, description = "First index"), ("end" = u64, Query, description = "One past the last index")),
+    security(("access_token" = [])),
+    responses((status = 200, description = "Lines of `index base64(entry)`", body = String, content_type = "text/plain"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn entries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     auditor(&req, &state).await?;
     let p = query(&req)?;
     let (start, end) = (number(&p, "start")?, number(&p, "end")?);
@@ -99,7 +114,13 @@ fn hashes(proof: &[identity_sdk::audit::Hash]) -> Vec<String> {
     proof.iter().map(|h| STANDARD.encode(h)).collect()
 }
 
-async fn inclusion(
+#[utoipa::path(get, path = "/audit/proof/inclusion", tag = "audit",
+    params(("index" = u64, Query, description = "The entry"), ("size" = u64, Query, description = "The tree size")),
+    security(("access_token" = [])),
+    responses((status = 200, description = "The proof", body = crate::openapi::InclusionBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn inclusion(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
@@ -113,7 +134,13 @@ async fn inclusion(
     Ok(HttpResponse::Ok().json(json!({ "index": index, "size": size, "proof": hashes(&proof) })))
 }
 
-async fn consistency(
+#[utoipa::path(get, path = "/audit/proof/consistency", tag = "audit",
+    params(("from" = u64, Query, description = "The older size"), ("to" = u64, Query, description = "The newer size")),
+    security(("access_token" = [])),
+    responses((status = 200, description = "The proof", body = crate::openapi::ConsistencyBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn consistency(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {

@@ -6,6 +6,7 @@ mod errors;
 mod html;
 mod i18n;
 mod metrics;
+mod openapi;
 mod params;
 mod registration_api;
 mod seed;

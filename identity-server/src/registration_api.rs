@@ -25,9 +25,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrolBody {
+pub(crate) struct EnrolBody {
     username: String,
     name_en: String,
     name_zh: String,
@@ -39,9 +39,9 @@ struct EnrolBody {
     address: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
+pub(crate) struct UpdateBody {
     name_en: Option<String>,
     name_zh: Option<String>,
     date_of_birth: Option<String>,
@@ -51,15 +51,15 @@ struct UpdateBody {
     address: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusBody {
+pub(crate) struct StatusBody {
     status: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RecoveryBody {
+pub(crate) struct RecoveryBody {
     #[serde(default)]
     remove_passkeys: bool,
 }
@@ -96,7 +96,13 @@ fn no_store(status: StatusCode, value: &Value) -> HttpResponse {
         .json(value)
 }
 
-async fn enrol(
+#[utoipa::path(post, path = "/registration/citizens", tag = "registration",
+    request_body(content = EnrolBody),
+    security(("access_token" = [])),
+    responses((status = 201, description = "Enrolled; hand the activation code to the citizen", body = crate::openapi::EnrolledBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn enrol(
     req: HttpRequest,
     bytes: web::Bytes,
     state: web::Data<AppState>,
@@ -126,7 +132,13 @@ async fn enrol(
     ))
 }
 
-async fn show(
+#[utoipa::path(get, path = "/registration/citizens/{id}", tag = "registration",
+    params(("id" = String, Path, description = "The citizen's id")),
+    security(("access_token" = [])),
+    responses((status = 200, description = "The registration", body = crate::openapi::CitizenBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn show(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -153,7 +165,14 @@ async fn show(
     ))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/registration/citizens/{id}", tag = "registration",
+    params(("id" = String, Path, description = "The citizen's id")),
+    request_body(content = UpdateBody),
+    security(("access_token" = [])),
+    responses((status = 204, description = "Changed"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn update(
     req: HttpRequest,
     path: web::Path<String>,
     bytes: web::Bytes,
@@ -180,7 +199,14 @@ async fn update(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn status(
+#[utoipa::path(post, path = "/registration/citizens/{id}/status", tag = "registration",
+    params(("id" = String, Path, description = "The citizen's id")),
+    request_body(content = StatusBody),
+    security(("access_token" = [])),
+    responses((status = 204, description = "Changed"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn status(
     req: HttpRequest,
     path: web::Path<String>,
     bytes: web::Bytes,
@@ -196,7 +222,14 @@ async fn status(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn recovery(
+#[utoipa::path(post, path = "/registration/citizens/{id}/recovery", tag = "registration",
+    params(("id" = String, Path, description = "The citizen's id")),
+    request_body(content = RecoveryBody),
+    security(("access_token" = [])),
+    responses((status = 200, description = "Sessions ended, grants revoked; a new activation code", body = crate::openapi::RecoveryStartedBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn recovery(
     req: HttpRequest,
     path: web::Path<String>,
     bytes: web::Bytes,

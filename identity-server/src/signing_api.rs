@@ -29,9 +29,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sign/{id}/reject", web::post().to(reject));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     subject: String,
     hash_alg: String,
     document_hash: String,
@@ -45,7 +45,13 @@ async fn caller(req: &HttpRequest, state: &AppState) -> Result<(String, Option<S
     crate::web::api_caller(req, state, "signing").await
 }
 
-async fn create(
+#[utoipa::path(post, path = "/signing/requests", tag = "signing",
+    request_body(content = CreateBody),
+    security(("access_token" = [])),
+    responses((status = 201, description = "Asked; show the code and send the citizen to the approval URL", body = crate::openapi::SigningCreatedBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn create(
     req: HttpRequest,
     bytes: web::Bytes,
     state: web::Data<AppState>,
@@ -81,7 +87,13 @@ async fn create(
         })))
 }
 
-async fn result(
+#[utoipa::path(get, path = "/signing/requests/{id}", tag = "signing",
+    params(("id" = String, Path, description = "The request id")),
+    security(("access_token" = [])),
+    responses((status = 200, description = "Where the request stands", body = crate::openapi::SigningStatusBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn result(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -101,7 +113,11 @@ async fn result(
 }
 
 /// The signing CA's certificate, for e-services to pin and for `openssl cms -verify -CAfile`.
-async fn ca(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+#[utoipa::path(get, path = "/signing/ca", tag = "signing",
+    responses((status = 200, description = "The signing CA's certificate, to pin", body = String, content_type = "application/x-pem-file"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn ca(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let ca = web::block(move || provider.signing_ca())
         .await

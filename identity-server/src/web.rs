@@ -62,6 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/token", web::post().to(token))
     .route("/par", web::post().to(par))
     .route("/healthz", web::get().to(healthz))
+    .route("/openapi.json", web::get().to(crate::openapi::serve))
     .route("/metrics", web::get().to(crate::metrics::scrape))
     .route("/readyz", web::get().to(readyz))
     .route("/revoke", web::post().to(revoke))
@@ -216,7 +217,9 @@ pub(crate) fn source_address(req: &HttpRequest) -> String {
 
 // ----- discovery and keys -----
 
-async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oidc",
+    responses((status = 200, description = "OpenID Connect Discovery 1.0 metadata", body = Object)))]
+pub(crate) async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     let iss = &state.provider.config().issuer;
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -258,7 +261,11 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         }))
 }
 
-async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+#[utoipa::path(get, path = "/jwks", tag = "oidc",
+    responses((status = 200, description = "The signing keys", body = crate::openapi::JwksBody, content_type = "application/jwk-set+json"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let body = web::block(move || provider.keys().jwks())
         .await
@@ -332,7 +339,13 @@ fn authorize_input(p: &Params) -> AuthorizeInput {
 }
 
 /// RFC 9126: the client pushes its authorization request and gets a `request_uri`.
-async fn par(
+#[utoipa::path(post, path = "/par", tag = "oauth",
+    request_body(content = crate::openapi::ParForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses((status = 201, description = "Pushed", body = crate::openapi::ParBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn par(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -691,7 +704,13 @@ fn client_auth(req: &HttpRequest, form: &Params) -> Result<ClientAuth, Error> {
     }
 }
 
-async fn token(
+#[utoipa::path(post, path = "/token", tag = "oauth",
+    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses((status = 200, description = "Tokens", body = crate::openapi::TokenBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn token(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -735,7 +754,13 @@ fn token_request(req: &HttpRequest, body: &[u8]) -> Result<(ClientAuth, String),
 }
 
 /// RFC 7009: 200 with an empty body whether or not the token was known.
-async fn revoke(
+#[utoipa::path(post, path = "/revoke", tag = "oauth",
+    request_body(content = crate::openapi::TokenParameterForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses((status = 200, description = "Revoked, or the token was not known"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -748,7 +773,13 @@ async fn revoke(
 }
 
 /// RFC 7662.
-async fn introspect(
+#[utoipa::path(post, path = "/introspect", tag = "oauth",
+    request_body(content = crate::openapi::TokenParameterForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses((status = 200, description = "Whether the token is active, and its claims", body = crate::openapi::IntrospectionBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -811,7 +842,12 @@ fn bearer(req: &HttpRequest, body: &[u8], header_token: Option<String>) -> Resul
     }
 }
 
-async fn userinfo(
+#[utoipa::path(method(get, post), path = "/userinfo", tag = "oidc",
+    security(("access_token" = [])),
+    responses((status = 200, description = "The claims the citizen consented to release", body = Object),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn userinfo(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -1386,12 +1422,18 @@ async fn switch_language(
 }
 
 /// Liveness: the process answers.
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
 /// Readiness: the database answers and its schema is current; otherwise 503.
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "The database answers and its schema is current", body = String, content_type = "text/plain"),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     web::block(move || provider.ready())
         .await

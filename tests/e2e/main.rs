@@ -15,6 +15,7 @@ mod interop;
 mod logout;
 mod negative;
 mod oidc;
+mod openapi;
 mod ops;
 mod scale;
 mod sdk;

@@ -20,17 +20,7 @@ fn kid_of(jwt: &str) -> String {
 }
 
 async fn client_credentials(server: &Server) -> String {
-    let r: Value = http()
-        .post(server.url("/token"))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
+    crate::enrolment::client_token(server, CLIENT_ID, CLIENT_SECRET, "").await
 }
 
 async fn post(server: &Server, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
