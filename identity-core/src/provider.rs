@@ -1011,6 +1011,9 @@ impl Provider {
         request_id: Option<String>,
         citizen: &mut Option<String>,
     ) -> Result<SessionToken> {
+        // A place in the hashing pool first: beyond capacity the answer is 503 before any
+        // database work, so a flood's refusals are quick and write nothing.
+        let admitted = self.inner.hasher.admit()?;
         let username = normalize_username(username);
         let account = self.account_key(&username);
         let address = self.address_key(source);
@@ -1038,7 +1041,12 @@ impl Provider {
             None => (None, None),
         };
         citizen.clone_from(&citizen_id);
-        let checked = match self.inner.hasher.verify(phc, password).await {
+        let checked = match self
+            .inner
+            .hasher
+            .verify_admitted(admitted, phc, password)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 // The attempt was counted but never checked: give it back.

@@ -190,7 +190,9 @@ impl Db {
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
+            // Waiting longer than this for a connection means overload or an outage: a
+            // 503 with Retry-After serves the caller better than a hung request.
+            .connection_timeout(Duration::from_secs(2))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
             .map_err(|e| Error::Unavailable(e.to_string()))?;

@@ -109,10 +109,15 @@ pub fn retry_after(e: &Error) -> Option<u64> {
 }
 
 fn log(e: &Error, status: StatusCode) {
-    if status.is_server_error() {
-        tracing::error!(error = %e, "request failed");
-    } else {
-        tracing::debug!(error = %e, "request refused");
+    match e {
+        // Expected back-pressure: a full hashing pool, or a database outage that the
+        // storage layer already reported once when it began (a line per refused request
+        // would flood the log exactly when operators read it).
+        Error::Busy { .. } | Error::Unavailable(_) => {
+            tracing::debug!(error = %e, "request refused: unavailable")
+        }
+        _ if status.is_server_error() => tracing::error!(error = %e, "request failed"),
+        _ => tracing::debug!(error = %e, "request refused"),
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Metrics {
     latency: HistogramVec,
     logins: IntCounterVec,
     hashing: IntGauge,
+    hashing_cpu: prometheus::Gauge,
     db_pool: IntGaugeVec,
     audit_size: IntGauge,
     checkpoint_age: IntGauge,
@@ -60,6 +61,11 @@ impl Metrics {
             "Password hashing slots taken (running and queued)",
         )
         .map_err(e)?;
+        let hashing_cpu = prometheus::Gauge::new(
+            "hashing_cpu_seconds",
+            "CPU seconds the password hashing threads spent hashing since start (cumulative)",
+        )
+        .map_err(e)?;
         let db_pool = IntGaugeVec::new(
             Opts::new("db_pool_connections", "Database pool connections by state"),
             &["state"],
@@ -77,6 +83,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(logins.clone()),
             Box::new(hashing.clone()),
+            Box::new(hashing_cpu.clone()),
             Box::new(db_pool.clone()),
             Box::new(audit_size.clone()),
             Box::new(checkpoint_age.clone()),
@@ -89,6 +96,7 @@ impl Metrics {
             latency,
             logins,
             hashing,
+            hashing_cpu,
             db_pool,
             audit_size,
             checkpoint_age,
@@ -117,6 +125,7 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
     let provider = state.provider.clone();
     let body = web::block(move || -> Result<Vec<u8>, identity_core::Error> {
         m.hashing.set(provider.hasher().in_use() as i64);
+        m.hashing_cpu.set(provider.hasher().cpu_seconds());
         let (connections, idle) = provider.db_pool_state();
         m.db_pool
             .with_label_values(&["open"])
