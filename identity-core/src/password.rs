@@ -133,7 +133,9 @@ impl Arena {
 }
 
 /// This thread's CPU time in nanoseconds, from the scheduler's accounting (Linux); `None`
-/// elsewhere. std has no thread CPU clock, and reading procfs needs no `unsafe`.
+/// elsewhere. std has no thread CPU clock, and reading procfs needs no `unsafe`. The kernel
+/// updates the figure at scheduler ticks and switches, so one hash's share is off by up to a
+/// tick either way; the sum over many hashes, which the metric reports, is what counts.
 fn thread_cpu_nanos() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     text.split_whitespace().next()?.parse().ok()
