@@ -161,8 +161,7 @@ impl Hasher {
         .map_err(|e| e.to_string())?;
         let workers = config.workers.max(1);
         let arena = Arc::new(Arena::default());
-        let dummy = hash_blocking(&arena, &params, &crate::crypto::random_token())
-            .map_err(|e| e.to_string())?;
+        let dummy = dummy_phc(&params).map_err(|e| e.to_string())?;
         Ok(Hasher {
             params,
             admission: Arc::new(Semaphore::new(workers + config.queue)),
@@ -283,14 +282,31 @@ fn hash_blocking(arena: &Arena, params: &Params, password: &str) -> Result<Strin
     let salt = random_bytes::<16>();
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     raw_hash(arena, params, password, &salt, &mut out)?;
+    phc_string(params, &salt, &out)
+}
+
+/// `$argon2id$v=19$m=...,t=...,p=...$salt$hash`.
+fn phc_string(params: &Params, salt: &[u8], out: &[u8]) -> Result<String> {
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
         params: ParamsString::try_from(params).map_err(Error::internal)?,
-        salt: Some(Salt::new(&salt).map_err(Error::internal)?),
-        hash: Some(Output::new(&out).map_err(Error::internal)?),
+        salt: Some(Salt::new(salt).map_err(Error::internal)?),
+        hash: Some(Output::new(out).map_err(Error::internal)?),
     };
     Ok(phc.to_string())
+}
+
+/// The stand-in for an unknown user's hash: the configured parameters, a random salt and a
+/// random output. Verifying against it costs a full Argon2 run, like a real hash, and can
+/// never match. It needs no hashing to make, so a replica starts without spending a hash's
+/// time and memory before anyone logs in.
+fn dummy_phc(params: &Params) -> Result<String> {
+    phc_string(
+        params,
+        &random_bytes::<16>(),
+        &random_bytes::<{ Params::DEFAULT_OUTPUT_LEN }>(),
+    )
 }
 
 /// Whether the password matches a stored PHC string: Argon2id only, with the stored
