@@ -35,6 +35,8 @@ pub struct Settings {
     pub workers: usize,
     /// Seconds between audit checkpoints (while entries arrive).
     pub audit_checkpoint_seconds: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or networks).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Provider lifetimes, password policy and hashing.
     pub provider: ProviderConfig,
 }
@@ -66,6 +68,7 @@ const KEYS: &[&str] = &[
     "code_seconds",
     "lockout_after",
     "per_address_limit",
+    "trusted_proxies",
     "audit_checkpoint_seconds",
     "webauthn_rp_id",
     "activation_code_seconds",
@@ -258,7 +261,19 @@ impl Settings {
         provider.throttle.per_address_limit =
             src.number("per_address_limit", 100i64, 1, 1_000_000)?;
 
+        let trusted_proxies = src
+            .string("trusted_proxies", "")
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or network"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+
         Ok(Settings {
+            trusted_proxies,
             public_url,
             listen,
             database_url,
@@ -293,6 +308,19 @@ mod tests {
 
     const KEK: &str =
         "kek = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let s = load_toml(&format!(
+            "{KEK}trusted_proxies = \"10.0.0.0/8, 192.168.1.5 ::1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        assert!(s.trusted_proxies[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(load_toml(KEK).unwrap().trusted_proxies.is_empty());
+        let err = load_toml(&format!("{KEK}trusted_proxies = \"10.0.0.0/33\"\n")).unwrap_err();
+        assert!(err.contains("trusted_proxies"), "{err}");
+    }
 
     #[test]
     fn defaults_load_with_a_kek() {

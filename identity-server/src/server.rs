@@ -45,6 +45,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         None => None,
     };
     let state = AppState {
+        trusted_proxies: std::sync::Arc::new(settings.trusted_proxies.clone()),
         csrf: settings.kek.derive(Purpose::Csrf),
         provider,
         // Behind a TLS-terminating proxy the server speaks HTTP but citizens use https: the

@@ -229,7 +229,7 @@ async fn approve(
             id.clone(),
             form.get("ceremony").unwrap_or_default(),
             &form.get("credential").unwrap_or_default(),
-            &crate::web::source_address(&req),
+            &crate::web::source_address(&req, &state),
         )
         .await?;
     notify(&state, d.callback_uri, &id, "signed");

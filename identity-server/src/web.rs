@@ -37,6 +37,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
 }
 
 const SESSION_COOKIE: &str = "idp_session";
@@ -209,10 +211,48 @@ pub fn activation_link(state: &AppState, code: &str) -> String {
     )
 }
 
-pub(crate) fn source_address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+/// The citizen's address, for throttling and (as a keyed hash) the audit log: the TCP peer,
+/// or, when the peer is a trusted proxy, what the proxies say in `X-Forwarded-For`.
+pub(crate) fn source_address(req: &HttpRequest, state: &AppState) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok());
+    client_address(peer, forwarded, &state.trusted_proxies).to_string()
+}
+
+/// Each proxy appends the address it received from, so only the entries its trusted
+/// proxies appended can be believed: the nearest entry, from the right, that is not itself
+/// a trusted proxy is the client. Anything left of it may be forged by the client, and a
+/// malformed entry ends the walk at the proxy that passed it on.
+fn client_address<'a>(
+    peer: std::net::IpAddr,
+    forwarded: impl Iterator<Item = &'a str>,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        let parsed = hop
+            .parse::<std::net::IpAddr>()
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()));
+        match parsed {
+            Ok(ip) if is_trusted(&ip) => nearest = ip,
+            Ok(ip) => return ip,
+            Err(_) => return nearest,
+        }
+    }
+    nearest
 }
 
 // ----- discovery and keys -----
@@ -509,7 +549,7 @@ async fn interaction_login(
         .login_for(
             &username,
             &password,
-            &source_address(&req),
+            &source_address(&req, &state),
             session_cookie(&req),
             Some(id.clone()),
         )
@@ -550,7 +590,7 @@ async fn interaction_passkey(
         .finish_passkey_login(
             form.get("ceremony").unwrap_or_default(),
             &form.get("credential").unwrap_or_default(),
-            &source_address(&req),
+            &source_address(&req, &state),
             session_cookie(&req),
             Some(id.clone()),
         )
@@ -990,7 +1030,7 @@ async fn account_login(
         .login(
             &username,
             &password,
-            &source_address(&req),
+            &source_address(&req, &state),
             session_cookie(&req),
         )
         .await;
@@ -1022,7 +1062,7 @@ async fn account_passkey_login(
         .finish_passkey_login(
             form.get("ceremony").unwrap_or_default(),
             &form.get("credential").unwrap_or_default(),
-            &source_address(&req),
+            &source_address(&req, &state),
             session_cookie(&req),
             None,
         )
@@ -1246,7 +1286,7 @@ async fn activate(
         .activate(
             &code,
             &form.get("date_of_birth").unwrap_or_default(),
-            &source_address(&req),
+            &source_address(&req, &state),
             session_cookie(&req),
         )
         .await;
@@ -1465,4 +1505,60 @@ async fn passkey_js() -> HttpResponse {
 
 async fn home() -> HttpResponse {
     see_other("/account")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn client(peer: &str, header: &[&str], trusted: &[&str]) -> String {
+        client_address(
+            peer.parse().unwrap(),
+            header.iter().copied(),
+            &nets(trusted),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let lb = ["10.0.0.0/8"];
+        // No trusted proxy, or a peer that is not one: the header is ignored.
+        assert_eq!(client("203.0.113.9", &["198.51.100.7"], &[]), "203.0.113.9");
+        assert_eq!(client("203.0.113.9", &["198.51.100.7"], &lb), "203.0.113.9");
+        // Behind the load balancer: the address it appended.
+        assert_eq!(client("10.0.0.5", &["198.51.100.7"], &lb), "198.51.100.7");
+        // A client that sends its own header cannot choose its address: the nearest
+        // untrusted entry from the right is the one the proxy appended.
+        assert_eq!(
+            client("10.0.0.5", &["1.2.3.4, 198.51.100.7"], &lb),
+            "198.51.100.7"
+        );
+        // Two proxies of ours, as two headers or one list.
+        assert_eq!(
+            client("10.0.0.5", &["198.51.100.7", "10.0.0.9"], &lb),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            client("10.0.0.5", &["198.51.100.7, 10.0.0.9"], &lb),
+            "198.51.100.7"
+        );
+        // A port, IPv6.
+        assert_eq!(
+            client("10.0.0.5", &["198.51.100.7:4711"], &lb),
+            "198.51.100.7"
+        );
+        assert_eq!(client("::1", &["2001:db8::7"], &["::1/128"]), "2001:db8::7");
+        // Garbage, or nothing: the nearest proxy stands for the client.
+        assert_eq!(client("10.0.0.5", &["unknown"], &lb), "10.0.0.5");
+        assert_eq!(
+            client("10.0.0.5", &["198.51.100.7, junk, 10.0.0.9"], &lb),
+            "10.0.0.9"
+        );
+        assert_eq!(client("10.0.0.5", &[], &lb), "10.0.0.5");
+    }
 }

@@ -263,3 +263,69 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     let status = server.wait_exit();
     assert!(status.success(), "clean exit: {status}");
 }
+
+/// Behind a load balancer every citizen arrives from its address: the per-address throttle
+/// counts the address the trusted proxy reports, and a client cannot choose it by sending
+/// its own `X-Forwarded-For`. Without a trusted proxy the header changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_address_throttle_behind_a_trusted_proxy() {
+    let behind = Server::start(
+        Backend::Sqlite,
+        &[
+            ("IDENTITY_TRUSTED_PROXIES", "127.0.0.1"),
+            ("IDENTITY_PER_ADDRESS_LIMIT", "3"),
+        ],
+    )
+    .await;
+    let direct = Server::start(Backend::Sqlite, &[("IDENTITY_PER_ADDRESS_LIMIT", "3")]).await;
+    // One failed login by an unknown user (so no account is throttled), as the proxy
+    // forwards it with this X-Forwarded-For.
+    async fn attempt(server: &Server, user: &str, forwarded: &str) -> u16 {
+        let (_, challenge) = pkce();
+        let b = browser();
+        let (html, act) = open_login(server, &b, &auth_url(server, &challenge, &[])).await;
+        b.post(server.url(&act))
+            .header("X-Forwarded-For", forwarded)
+            .form(&[
+                ("csrf", hidden(&html, "csrf").as_str()),
+                ("username", user),
+                ("password", "not-the-password"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    for i in 0..3 {
+        let status = attempt(&behind, &format!("nobody{i}"), "198.51.100.7").await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        attempt(&behind, "nobody3", "198.51.100.7").await,
+        429,
+        "that citizen's address is spent"
+    );
+    assert_eq!(
+        attempt(&behind, "nobody4", "198.51.100.8").await,
+        401,
+        "another citizen behind the same proxy is not"
+    );
+    assert_eq!(
+        attempt(&behind, "nobody5", "198.51.100.8, 198.51.100.7").await,
+        429,
+        "a forged entry to the left does not change the address the proxy appended"
+    );
+
+    for i in 0..3 {
+        assert_eq!(
+            attempt(&direct, &format!("nobody{i}"), "198.51.100.7").await,
+            401
+        );
+    }
+    assert_eq!(
+        attempt(&direct, "nobody3", "198.51.100.8").await,
+        429,
+        "without a trusted proxy the header is ignored: the peer is counted"
+    );
+}
