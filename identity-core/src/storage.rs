@@ -190,9 +190,10 @@ impl Db {
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
-            // Waiting longer than this for a connection means overload or an outage: a
-            // 503 with Retry-After serves the caller better than a hung request.
-            .connection_timeout(Duration::from_secs(2))
+            // Also the time allowed to open a connection: under a load spike PostgreSQL can
+            // take seconds to accept one (2 s made a CI run fail). An outage does not wait
+            // this long per request: see `Outage`.
+            .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
             .map_err(|e| Error::Unavailable(e.to_string()))?;

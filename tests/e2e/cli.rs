@@ -86,8 +86,9 @@ async fn admin_commands(backend: Backend) {
         .find_map(|l| l.strip_prefix("client_secret: "))
         .unwrap()
         .to_owned();
-    let (ok, out, _) = run(&cfg, &["client", "list"], None);
-    assert!(ok && out.contains(&id) && !out.contains(&secret));
+    let (ok, out, err) = run(&cfg, &["client", "list"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && !out.contains(&secret), "{out}");
     // A weak password is refused with the reason; a good one is accepted.
     let (ok, _, err) = run(
         &cfg,
