@@ -267,6 +267,8 @@ struct Inner {
     witness: Option<std::path::PathBuf>,
     /// Wakes the writer when events were staged, or hands it events to append at once.
     wake: std::sync::Mutex<mpsc::Sender<Msg>>,
+    /// Entries this process's writer has put into the tree (for the metrics).
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The audit log of this process; cheap to clone.
@@ -317,6 +319,7 @@ impl AuditLog {
             .map_err(Error::internal)?;
         let verifier = VerifierKey::new(origin, public);
         let (tx, rx) = mpsc::channel::<Msg>();
+        let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let log = AuditLog {
             inner: Arc::new(Inner {
                 db,
@@ -326,6 +329,7 @@ impl AuditLog {
                 pseudonyms: kek.derive(Purpose::AuditPseudonym),
                 witness,
                 wake: std::sync::Mutex::new(tx),
+                appended: appended.clone(),
             }),
         };
         // The writer holds the pool and clock, not the log, so that it stops when the last
@@ -333,7 +337,7 @@ impl AuditLog {
         let (db, clock) = (log.inner.db.clone(), log.inner.clock.clone());
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer_loop(&db, &clock, rx))
+            .spawn(move || writer_loop(&db, &clock, rx, &appended))
             .map_err(Error::internal)?;
         Ok(log)
     }
@@ -543,6 +547,14 @@ impl AuditLog {
             .select(max(audit_entries::idx))
             .first(conn)?;
         Ok(m.map_or(0, |m| m as u64 + 1))
+    }
+
+    /// Entries this process's writer has appended since start (whatever other replicas
+    /// add to the same tree is theirs).
+    pub fn appended(&self) -> u64 {
+        self.inner
+            .appended
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many entries the log holds.
@@ -799,7 +811,12 @@ enum Msg {
     Append(String, tokio::sync::oneshot::Sender<Result<()>>),
 }
 
-fn writer_loop(db: &Db, clock: &Clock, rx: mpsc::Receiver<Msg>) {
+fn writer_loop(
+    db: &Db,
+    clock: &Clock,
+    rx: mpsc::Receiver<Msg>,
+    appended: &std::sync::atomic::AtomicU64,
+) {
     loop {
         let mut waiting = Vec::new();
         let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
@@ -822,6 +839,12 @@ fn writer_loop(db: &Db, clock: &Clock, rx: mpsc::Receiver<Msg>) {
         }
         let entries: Vec<&str> = waiting.iter().map(|(e, _)| e.as_str()).collect();
         let result = write_batch(db, clock, &entries);
+        if let Ok(moved) = &result {
+            appended.fetch_add(
+                moved + entries.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let failed = result.as_ref().err().map(|e| e.to_string());
         for (_, done) in waiting {
             let _ = done.send(match &failed {
@@ -833,10 +856,12 @@ fn writer_loop(db: &Db, clock: &Clock, rx: mpsc::Receiver<Msg>) {
         }
         match result {
             // A full batch from the outbox: there may be more.
-            Ok(moved) if moved == MAX_BATCH as u64 => {
-                let _ = move_batch(db, clock)
-                    .map_err(|e| tracing::error!(error = %e, "audit move failed"));
-            }
+            Ok(moved) if moved == MAX_BATCH as u64 => match move_batch(db, clock) {
+                Ok(more) => {
+                    appended.fetch_add(more, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "audit move failed"),
+            },
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "audit append failed; staged events wait for the next try")

@@ -24,6 +24,9 @@ pub struct Metrics {
     hashing_cpu: prometheus::Gauge,
     db_pool: IntGaugeVec,
     audit_size: IntGauge,
+    audit_appends: prometheus::IntCounter,
+    /// What `audit_appends` last counted up to.
+    audit_appends_seen: std::sync::atomic::AtomicU64,
     checkpoint_age: IntGauge,
 }
 
@@ -73,6 +76,11 @@ impl Metrics {
         .map_err(e)?;
         let audit_size =
             IntGauge::new("audit_log_entries", "Entries in the audit log's tree").map_err(e)?;
+        let audit_appends = prometheus::IntCounter::new(
+            "audit_appends_total",
+            "Entries this process appended to the audit log",
+        )
+        .map_err(e)?;
         let checkpoint_age = IntGauge::new(
             "audit_checkpoint_age_seconds",
             "Seconds since the newest signed audit checkpoint (-1: none yet)",
@@ -86,6 +94,7 @@ impl Metrics {
             Box::new(hashing_cpu.clone()),
             Box::new(db_pool.clone()),
             Box::new(audit_size.clone()),
+            Box::new(audit_appends.clone()),
             Box::new(checkpoint_age.clone()),
         ] {
             registry.register(c).map_err(e)?;
@@ -99,6 +108,8 @@ impl Metrics {
             hashing_cpu,
             db_pool,
             audit_size,
+            audit_appends,
+            audit_appends_seen: Default::default(),
             checkpoint_age,
         })
     }
@@ -132,6 +143,11 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
             .set(i64::from(connections));
         m.db_pool.with_label_values(&["idle"]).set(i64::from(idle));
         m.audit_size.set(provider.audit().size()? as i64);
+        let appended = provider.audit().appended();
+        let seen = m
+            .audit_appends_seen
+            .swap(appended, std::sync::atomic::Ordering::Relaxed);
+        m.audit_appends.inc_by(appended.saturating_sub(seen));
         let age = provider
             .audit()
             .latest_checkpoint_time()?

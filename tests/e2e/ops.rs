@@ -77,6 +77,10 @@ async fn metrics_count_requests_logins_and_read_the_pools_and_the_log() {
         "logins and grants are audited"
     );
     assert!(value("identity_audit_checkpoint_age_seconds") >= -1.0);
+    assert!(
+        value("identity_audit_appends_total") >= 1.0,
+        "this process appended the grants' and logins' entries"
+    );
 }
 
 /// A TCP proxy in front of PostgreSQL that the test can cut (every connection closed, new
