@@ -596,8 +596,8 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def hashing_cpu_seconds(host: str, port: int) -> float | None:
-    """The server's identity_hashing_cpu_seconds (CPU its Argon2 threads spent hashing)."""
-    return metrics(host, port).get(("identity_hashing_cpu_seconds", frozenset()))
+    """The server's identity_hashing_cpu_seconds_total (CPU its Argon2 threads spent hashing)."""
+    return metrics(host, port).get(("identity_hashing_cpu_seconds_total", frozenset()))
 
 
 def route_histogram(before: dict, after: dict, route: str) -> list[tuple[float, float]]:

@@ -509,6 +509,9 @@ impl AuditLog {
         let mut moved = 0;
         loop {
             let n = move_batch(&self.inner.db, &self.inner.clock)?;
+            self.inner
+                .appended
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             moved += n;
             if n < MAX_BATCH as u64 {
                 return Ok(moved);
@@ -518,7 +521,11 @@ impl AuditLog {
 
     /// Appends entries in one transaction; returns the index of the first.
     pub fn append_batch(&self, entries: &[&str]) -> Result<u64> {
-        append_batch(&self.inner.db, &self.inner.clock, entries)
+        let first = append_batch(&self.inner.db, &self.inner.clock, entries)?;
+        self.inner
+            .appended
+            .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(first)
     }
 
     fn node(

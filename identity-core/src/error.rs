@@ -101,6 +101,9 @@ impl From<diesel::result::Error> for Error {
             // diesel reports a connection that PostgreSQL ended (a restart, a failover) as
             // an unknown error and does not expose the SQLSTATE; libpq's wording is stable,
             // and taking it for an internal error would answer 500 where 503 is the truth.
+            // The wording is English unless the server's lc_messages says otherwise; with a
+            // translated server a lost connection is a 500 until the next checkout, where
+            // the pool's own check finds it.
             D::DatabaseError(_, info) if connection_lost(info.message()) => {
                 Error::Unavailable(info.message().to_owned())
             }

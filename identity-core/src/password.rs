@@ -106,27 +106,48 @@ pub struct Hasher {
     arena: Arc<Arena>,
 }
 
-/// Argon2 working memory kept between hashes. At most `workers` hashes run at once, so it
-/// holds at most that many buffers. They keep the last hash's working memory, which is no
-/// more than the stored hash already gives an attacker who can read the process.
-#[derive(Default)]
-struct Arena(std::sync::Mutex<Vec<Vec<Block>>>);
+/// Argon2 working memory kept between hashes: at most `keep` buffers of the configured
+/// size (one per worker; a hash holds its pool place until it ends, so no more run at
+/// once). A stored hash with a bigger cost gets a buffer of its own, not kept. The buffers
+/// keep the last hash's working memory, which is no more than the stored hash already gives
+/// an attacker who can read the process.
+struct Arena {
+    held: std::sync::Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+    blocks: usize,
+}
 
 impl Arena {
+    fn new(keep: usize, blocks: usize) -> Self {
+        Arena {
+            held: Default::default(),
+            keep,
+            blocks,
+        }
+    }
+
     /// Runs `f` with `blocks` blocks of working memory.
     fn with<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
-        let mut buf = self
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut held| held.pop())
-            .unwrap_or_default();
+        let reuse = blocks <= self.blocks;
+        let mut buf = if reuse {
+            self.held
+                .lock()
+                .ok()
+                .and_then(|mut held| held.pop())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         if buf.len() < blocks {
             buf.resize(blocks, Block::new());
         }
         let out = f(&mut buf[..blocks]);
-        if let Ok(mut held) = self.0.lock() {
-            held.push(buf);
+        if reuse {
+            if let Ok(mut held) = self.held.lock() {
+                if held.len() < self.keep {
+                    held.push(buf);
+                }
+            }
         }
         out
     }
@@ -160,7 +181,7 @@ impl Hasher {
         )
         .map_err(|e| e.to_string())?;
         let workers = config.workers.max(1);
-        let arena = Arc::new(Arena::default());
+        let arena = Arc::new(Arena::new(workers, params.block_count()));
         let dummy = dummy_phc(&params).map_err(|e| e.to_string())?;
         Ok(Hasher {
             params,
@@ -198,8 +219,7 @@ impl Hasher {
         admitted: Admission,
         job: impl FnOnce(&Arena, &Params) -> T + Send + 'static,
     ) -> Result<T> {
-        let _admitted = admitted;
-        let _running = self
+        let running = self
             .running
             .clone()
             .acquire_owned()
@@ -209,6 +229,9 @@ impl Hasher {
         let cpu = self.cpu_nanos.clone();
         let arena = self.arena.clone();
         tokio::task::spawn_blocking(move || {
+            // The places go with the job, not with the request: a client that hangs up
+            // mid-hash must not free a place while its hash still runs.
+            let _places = (admitted, running);
             let started = thread_cpu_nanos();
             let out = job(&arena, &params);
             if let (Some(a), Some(b)) = (started, thread_cpu_nanos()) {
@@ -246,7 +269,7 @@ impl Hasher {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
         self.run(admitted, move |arena, params| {
-            let ok = verify_blocking(arena, &phc, &pw) && known;
+            let ok = verify_blocking(arena, &phc, &pw, params) && known;
             let rehash = if ok && weaker_than(&phc, params) {
                 hash_blocking(arena, params, &pw).ok()
             } else {
@@ -262,9 +285,15 @@ fn argon(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// `argon` for any Argon2 variant and version a stored hash names.
+fn argon_of(algorithm: Algorithm, version: Version, params: &Params) -> Argon2<'static> {
+    Argon2::new(algorithm, version, params.clone())
+}
+
 /// The raw Argon2id output for a password and salt, in the arena's memory.
 fn raw_hash(
     arena: &Arena,
+    argon2: &Argon2<'_>,
     params: &Params,
     password: &str,
     salt: &[u8],
@@ -272,7 +301,7 @@ fn raw_hash(
 ) -> Result<()> {
     arena
         .with(params.block_count(), |memory| {
-            argon(params).hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
         })
         .map_err(Error::internal)
 }
@@ -281,7 +310,7 @@ fn raw_hash(
 fn hash_blocking(arena: &Arena, params: &Params, password: &str) -> Result<String> {
     let salt = random_bytes::<16>();
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    raw_hash(arena, params, password, &salt, &mut out)?;
+    raw_hash(arena, &argon(params), params, password, &salt, &mut out)?;
     phc_string(params, &salt, &out)
 }
 
@@ -309,30 +338,45 @@ fn dummy_phc(params: &Params) -> Result<String> {
     )
 }
 
-/// Whether the password matches a stored PHC string: Argon2id only, with the stored
-/// parameters (not the configured ones), compared in constant time.
-fn verify_blocking(arena: &Arena, phc: &str, password: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else {
+/// Whether the password matches a stored PHC string, with the stored variant, version and
+/// parameters (not the configured ones), compared in constant time. A string that is not a
+/// usable Argon2 hash never matches, and still costs a hash at the configured parameters
+/// (`configured`), so a damaged row does not answer faster than a real one.
+fn verify_blocking(arena: &Arena, phc: &str, password: &str, configured: &Params) -> bool {
+    let usable = PasswordHash::new(phc).ok().and_then(|parsed| {
+        let algorithm = Algorithm::new(parsed.algorithm.as_str()).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::V0x10,
+        };
+        let params = Params::try_from(&parsed).ok()?;
+        let salt = parsed.salt?;
+        let expected = parsed.hash?;
+        Some((
+            argon_of(algorithm, version, &params),
+            params,
+            salt,
+            expected,
+        ))
+    });
+    let Some((argon2, params, salt, expected)) = usable else {
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        let _ = raw_hash(
+            arena,
+            &argon(configured),
+            configured,
+            password,
+            &random_bytes::<16>(),
+            &mut out,
+        );
         return false;
     };
-    let (Ok(params), Some(salt), Some(expected)) =
-        (Params::try_from(&parsed), &parsed.salt, &parsed.hash)
-    else {
-        return false;
-    };
-    if parsed.algorithm != Algorithm::Argon2id.ident()
-        || parsed
-            .version
-            .is_some_and(|v| v != u32::from(Version::V0x13))
-    {
-        return false;
-    }
     let mut out = vec![0u8; expected.len()];
-    if raw_hash(arena, &params, password, salt, &mut out).is_err() {
+    if raw_hash(arena, &argon2, &params, password, &salt, &mut out).is_err() {
         return false;
     }
     // `Output`'s equality is constant-time.
-    Output::new(&out).is_ok_and(|computed| computed == *expected)
+    Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// Whether a stored hash is cheaper than the configured cost, or not Argon2id at all.
@@ -438,34 +482,75 @@ mod tests {
     #[test]
     fn phc_strings_match_the_argon2_crate() {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-        let arena = Arena::default();
         let params = Params::new(64, 1, 1, None).unwrap();
+        let arena = Arena::new(1, params.block_count());
+        let verify = |phc: &str, pw: &str| verify_blocking(&arena, phc, pw, &params);
         let theirs = argon(&params)
             .hash_password_with_salt(b"correct horse", &random_bytes::<16>())
             .unwrap()
             .to_string();
-        assert!(verify_blocking(&arena, &theirs, "correct horse"));
-        assert!(!verify_blocking(&arena, &theirs, "correct horsf"));
+        assert!(verify(&theirs, "correct horse"));
+        assert!(!verify(&theirs, "correct horsf"));
         let ours = hash_blocking(&arena, &params, "correct horse").unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(argon(&params)
             .verify_password(b"correct horse", &parsed)
             .is_ok());
-        // Another variant or a damaged string is refused, not mis-verified.
-        assert!(!verify_blocking(
-            &arena,
+        // Older variants still verify with their own algorithm (and are rehashed on
+        // success, see weaker_hash_is_rehashed_on_success_only); relabelling one is no match.
+        let argon2i = argon_of(Algorithm::Argon2i, Version::V0x13, &params)
+            .hash_password_with_salt(b"correct horse", &random_bytes::<16>())
+            .unwrap()
+            .to_string();
+        assert!(verify(&argon2i, "correct horse"));
+        assert!(!verify(
             &ours.replace("argon2id", "argon2i"),
             "correct horse"
         ));
-        assert!(!verify_blocking(
-            &arena,
-            &ours[..ours.len() - 4],
-            "correct horse"
-        ));
-        // A bigger stored cost than the arena's buffer grows it.
+        // A damaged string never matches.
+        assert!(!verify(&ours[..ours.len() - 4], "correct horse"));
+        assert!(!verify("not a hash", "correct horse"));
+        // A bigger stored cost than the configured one gets a buffer of its own, not kept.
         let bigger = Params::new(128, 1, 1, None).unwrap();
         let phc = hash_blocking(&arena, &bigger, "pw").unwrap();
-        assert!(verify_blocking(&arena, &phc, "pw"));
+        assert!(verify(&phc, "pw"));
+        assert!(arena
+            .held
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|b| b.len() == params.block_count()));
+        assert!(
+            arena.held.lock().unwrap().len() <= 1,
+            "keeps at most `keep`"
+        );
+    }
+
+    /// A request dropped mid-hash (the client hung up) does not free its place while the
+    /// hash still runs: otherwise hanging up would let a flood past the pool's limit.
+    #[tokio::test]
+    async fn a_dropped_request_keeps_its_place_until_the_hash_ends() {
+        let h = Hasher::new(&HashingConfig {
+            memory_kib: 16 * 1024,
+            iterations: 4,
+            parallelism: 1,
+            workers: 1,
+            queue: 0,
+        })
+        .unwrap();
+        let pw = Password::new("correct horse battery staple");
+        let dropped =
+            tokio::time::timeout(std::time::Duration::from_millis(1), h.verify(None, &pw)).await;
+        assert!(dropped.is_err(), "cancelled before the hash ended");
+        assert_eq!(h.in_use(), 1, "the hash still runs and holds its place");
+        assert!(matches!(h.verify(None, &pw).await, Err(Error::Busy { .. })));
+        for _ in 0..500 {
+            if h.in_use() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(h.in_use(), 0, "given back when the hash ended");
     }
 
     #[tokio::test]

@@ -953,9 +953,17 @@ impl Provider {
     }
 
     fn address_key(&self, address: &str) -> String {
-        self.inner
-            .throttle_key
-            .hash(&[b"address", address.as_bytes()])
+        // An IPv6 subscriber is given a whole /64, so counting per address would give one
+        // machine 2^64 counters: the /64 is the unit.
+        let unit = match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                format!("{}/64", std::net::Ipv6Addr::from(octets))
+            }
+            _ => address.to_owned(),
+        };
+        self.inner.throttle_key.hash(&[b"address", unit.as_bytes()])
     }
 
     // ----- login and sessions -----

@@ -250,9 +250,14 @@ impl Db {
     fn on_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         let r = f(&mut conn);
-        // A lost connection is told from a refused statement by asking the database again.
+        // A lost connection is told from a refused statement by asking the database again,
+        // and one connection ended (an idle timeout, an administrator) from the database
+        // gone by asking for another: only then does the whole service answer 503.
         if matches!(r, Err(Error::Unavailable(_))) && R2D2Connection::ping(&mut *conn).is_err() {
-            self.outage.trip();
+            drop(conn);
+            if self.pool.get_timeout(PROBE_TIMEOUT).is_err() {
+                self.outage.trip();
+            }
         }
         r
     }

@@ -21,7 +21,9 @@ pub struct Metrics {
     latency: HistogramVec,
     logins: IntCounterVec,
     hashing: IntGauge,
-    hashing_cpu: prometheus::Gauge,
+    hashing_cpu: prometheus::Counter,
+    /// What `hashing_cpu` last counted up to, in nanoseconds.
+    hashing_cpu_seen: std::sync::atomic::AtomicU64,
     db_pool: IntGaugeVec,
     audit_size: IntGauge,
     audit_appends: prometheus::IntCounter,
@@ -64,9 +66,9 @@ impl Metrics {
             "Password hashing slots taken (running and queued)",
         )
         .map_err(e)?;
-        let hashing_cpu = prometheus::Gauge::new(
-            "hashing_cpu_seconds",
-            "CPU seconds the password hashing threads spent hashing since start (cumulative)",
+        let hashing_cpu = prometheus::Counter::new(
+            "hashing_cpu_seconds_total",
+            "CPU seconds the password hashing threads spent hashing",
         )
         .map_err(e)?;
         let db_pool = IntGaugeVec::new(
@@ -106,6 +108,7 @@ impl Metrics {
             logins,
             hashing,
             hashing_cpu,
+            hashing_cpu_seen: Default::default(),
             db_pool,
             audit_size,
             audit_appends,
@@ -136,7 +139,12 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
     let provider = state.provider.clone();
     let body = web::block(move || -> Result<Vec<u8>, identity_core::Error> {
         m.hashing.set(provider.hasher().in_use() as i64);
-        m.hashing_cpu.set(provider.hasher().cpu_seconds());
+        let spent = (provider.hasher().cpu_seconds() * 1e9) as u64;
+        let seen = m
+            .hashing_cpu_seen
+            .swap(spent, std::sync::atomic::Ordering::Relaxed);
+        m.hashing_cpu
+            .inc_by(spent.saturating_sub(seen) as f64 / 1e9);
         let (connections, idle) = provider.db_pool_state();
         m.db_pool
             .with_label_values(&["open"])

@@ -156,8 +156,7 @@ pub struct ActivationBody {
     code: String,
     /// The activation link.
     url: String,
-    /// A QR code of the link, as SVG.
-    #[schema(nullable = false)]
+    /// A QR code of the link, as SVG (`null` if it could not be drawn).
     qr_svg: Option<String>,
     expires_at: i64,
 }

@@ -234,6 +234,8 @@ fn client_address<'a>(
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: compare them as IPv4.
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
@@ -244,8 +246,11 @@ fn client_address<'a>(
     let mut nearest = peer;
     for hop in hops.iter().rev() {
         let parsed = hop
+            .trim_start_matches('[')
+            .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
-            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()));
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+            .map(|ip| ip.to_canonical());
         match parsed {
             Ok(ip) if is_trusted(&ip) => nearest = ip,
             Ok(ip) => return ip,
@@ -1553,6 +1558,20 @@ mod tests {
             "198.51.100.7"
         );
         assert_eq!(client("::1", &["2001:db8::7"], &["::1/128"]), "2001:db8::7");
+        // A dual-stack listener's view of an IPv4 proxy; bracketed IPv6 with and without
+        // a port.
+        assert_eq!(
+            client("::ffff:10.0.0.5", &["198.51.100.7"], &lb),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            client("10.0.0.5", &["[2001:db8::7]:443, [2001:db8::8]"], &lb),
+            "2001:db8::8"
+        );
+        assert_eq!(
+            client("10.0.0.5", &["[2001:db8::7]:443"], &lb),
+            "2001:db8::7"
+        );
         // Garbage, or nothing: the nearest proxy stands for the client.
         assert_eq!(client("10.0.0.5", &["unknown"], &lb), "10.0.0.5");
         assert_eq!(

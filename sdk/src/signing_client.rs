@@ -266,7 +266,8 @@ impl SigningClient {
     /// Handles the service's callback: the body of the POST that arrived at the request's
     /// `callback_uri`. The callback is only a hint that something changed (anyone can POST
     /// to that URL), so its `state` is ignored and the request's real status is fetched from
-    /// the service over the authenticated API. Returns the request id and that status.
+    /// the service over the authenticated API. Returns the request id and that status; act
+    /// on it only if the id is one of the requests this e-service made.
     ///
     /// ```no_run
     /// # async fn demo(client: identity_sdk::signing_client::SigningClient, body: &[u8]) -> Result<(), identity_sdk::signing_client::ClientError> {

@@ -69,7 +69,7 @@ async fn metrics_count_requests_logins_and_read_the_pools_and_the_log() {
     assert!(value("identity_hashing_pool_in_use") >= 0.0);
     // Two password checks ran (about 30 ms of CPU each): the hashing threads' CPU shows.
     assert!(
-        value("identity_hashing_cpu_seconds") > 0.01,
+        value("identity_hashing_cpu_seconds_total") > 0.01,
         "hashing CPU is accounted"
     );
     assert!(
@@ -319,6 +319,22 @@ async fn per_address_throttle_behind_a_trusted_proxy() {
         attempt(&behind, "nobody5", "198.51.100.8, 198.51.100.7").await,
         429,
         "a forged entry to the left does not change the address the proxy appended"
+    );
+
+    // IPv6 counts per /64, the block one subscriber is given.
+    for i in 0..3 {
+        let status = attempt(&behind, &format!("v6-nobody{i}"), "2001:db8::1").await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        attempt(&behind, "v6-nobody3", "2001:db8::2").await,
+        429,
+        "another address of the same /64"
+    );
+    assert_eq!(
+        attempt(&behind, "v6-nobody4", "2001:db8:0:1::1").await,
+        401,
+        "the next /64 is someone else"
     );
 
     for i in 0..3 {

@@ -67,6 +67,13 @@ async fn signing_api_refusals() {
             "32-byte",
         ),
         ("document_name", json!(""), "document_name"),
+        // A right-to-left override would make the name read as another file's.
+        (
+            "document_name",
+            json!("invoice\u{202e}fdp.exe"),
+            "printable",
+        ),
+        ("description", json!("pay \u{2066}999\u{2069}"), "printable"),
         ("subject", json!("unknown-subject"), "not a citizen known"),
         ("return_uri", json!("http://evil.example/x"), "https"),
     ] {

@@ -220,16 +220,21 @@ impl Provider {
             )));
         }
         let name = new.document_name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        if name.is_empty()
+            || name.chars().count() > 200
+            || name.chars().any(|c| c.is_control() || reorders_text(c))
+        {
             return Err(Error::InvalidRequest(
-                "document_name must be 1 to 200 characters".into(),
+                "document_name must be 1 to 200 printable characters".into(),
             ));
         }
         if new.description.as_ref().is_some_and(|d| {
-            d.chars().count() > 1000 || d.chars().any(|c| c.is_control() && c != '\n')
+            d.chars().count() > 1000
+                || d.chars()
+                    .any(|c| (c.is_control() && c != '\n') || reorders_text(c))
         }) {
             return Err(Error::InvalidRequest(
-                "description must be at most 1000 characters".into(),
+                "description must be at most 1000 printable characters".into(),
             ));
         }
         for uri in [&new.return_uri, &new.callback_uri].into_iter().flatten() {
@@ -736,6 +741,22 @@ impl Provider {
             Ok(key)
         })
     }
+}
+
+/// Characters that reorder or hide text without showing themselves: bidirectional
+/// embeddings, overrides and isolates, and zero-width characters. In a document's name on
+/// the approval page they could make `invoice\u{202e}fdp.exe` read as another file, so the
+/// service refuses them.
+fn reorders_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 #[cfg(test)]

@@ -134,9 +134,11 @@ async fn login(state: web::Data<AppState>) -> HttpResponse {
     );
     let mut resp = see(&url);
     let _ = resp.add_cookie(
+        // SameSite=Lax: another site cannot make the citizen's browser post to /sign.
         &actix_web::cookie::Cookie::build("visit", id)
             .path("/")
             .http_only(true)
+            .same_site(actix_web::cookie::SameSite::Lax)
             .finish(),
     );
     resp
@@ -191,7 +193,16 @@ struct ToCheck {
 fn document_name(upload: &Upload) -> String {
     let raw = upload.file_name.as_deref().unwrap_or("document");
     let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-    let name: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    // The identity service refuses control characters and those that reorder text.
+    let reorders = |c: char| {
+        matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    let name: String = base
+        .chars()
+        .filter(|&c| !c.is_control() && !reorders(c))
+        .take(200)
+        .collect();
     if name.trim().is_empty() {
         "document".into()
     } else {
