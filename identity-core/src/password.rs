@@ -281,11 +281,12 @@ impl Hasher {
     }
 }
 
+/// Argon2id v1.3, what new hashes use.
 fn argon(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+    argon_of(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// `argon` for any Argon2 variant and version a stored hash names.
+/// Any Argon2 variant and version, as a stored hash names them.
 fn argon_of(algorithm: Algorithm, version: Version, params: &Params) -> Argon2<'static> {
     Argon2::new(algorithm, version, params.clone())
 }
