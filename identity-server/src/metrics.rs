@@ -14,6 +14,18 @@ use prometheus::{
 use crate::errors::OAuthError;
 use crate::web::AppState;
 
+/// The last value of a running total kept elsewhere (in the core), so that a Prometheus
+/// counter can be moved on by the difference at each scrape, however many scrapes overlap.
+#[derive(Default)]
+struct Seen(std::sync::atomic::AtomicU64);
+
+impl Seen {
+    /// How far `total` has moved since the last call, remembering `total`.
+    fn since(&self, total: u64) -> u64 {
+        total.saturating_sub(self.0.swap(total, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -23,12 +35,12 @@ pub struct Metrics {
     hashing: IntGauge,
     hashing_cpu: prometheus::Counter,
     /// What `hashing_cpu` last counted up to, in nanoseconds.
-    hashing_cpu_seen: std::sync::atomic::AtomicU64,
+    hashing_cpu_seen: Seen,
     db_pool: IntGaugeVec,
     audit_size: IntGauge,
     audit_appends: prometheus::IntCounter,
     /// What `audit_appends` last counted up to.
-    audit_appends_seen: std::sync::atomic::AtomicU64,
+    audit_appends_seen: Seen,
     checkpoint_age: IntGauge,
 }
 
@@ -140,22 +152,16 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
     let body = web::block(move || -> Result<Vec<u8>, identity_core::Error> {
         m.hashing.set(provider.hasher().in_use() as i64);
         let spent = (provider.hasher().cpu_seconds() * 1e9) as u64;
-        let seen = m
-            .hashing_cpu_seen
-            .swap(spent, std::sync::atomic::Ordering::Relaxed);
         m.hashing_cpu
-            .inc_by(spent.saturating_sub(seen) as f64 / 1e9);
+            .inc_by(m.hashing_cpu_seen.since(spent) as f64 / 1e9);
         let (connections, idle) = provider.db_pool_state();
         m.db_pool
             .with_label_values(&["open"])
             .set(i64::from(connections));
         m.db_pool.with_label_values(&["idle"]).set(i64::from(idle));
         m.audit_size.set(provider.audit().size()? as i64);
-        let appended = provider.audit().appended();
-        let seen = m
-            .audit_appends_seen
-            .swap(appended, std::sync::atomic::Ordering::Relaxed);
-        m.audit_appends.inc_by(appended.saturating_sub(seen));
+        m.audit_appends
+            .inc_by(m.audit_appends_seen.since(provider.audit().appended()));
         let age = provider
             .audit()
             .latest_checkpoint_time()?

@@ -28,6 +28,28 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::time::Duration;
 
+/// Whether the identity service refuses `c` in a document's name or description: it reorders
+/// or hides text without showing itself (bidirectional embeddings, overrides and isolates,
+/// zero-width characters). On the approval page such a character could make
+/// `invoice\u{202e}fdp.exe` read as another file. Control characters are refused too.
+///
+/// ```
+/// use identity_sdk::signing_client::reorders_text;
+/// let name: String = "invoice\u{202e}fdp.exe".chars().filter(|&c| !reorders_text(c)).collect();
+/// assert_eq!(name, "invoicefdp.exe");
+/// ```
+pub fn reorders_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
 /// A client secret; its `Debug` never shows it.
 #[derive(Clone)]
 pub struct ClientSecret(String);

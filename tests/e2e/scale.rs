@@ -47,27 +47,8 @@ async fn two_replicas_share_logins_tokens_keys_and_throttling() {
     let (html, act) = open_login(&a, &browser, &auth_url(&a, &challenge, &[])).await;
     let r = post_login(&b, &browser, &html, &act, USERNAME, PASSWORD).await;
     assert_eq!(r.status(), 303, "B accepts the login A began");
-    let mut next = absolute(&b, &location(&r));
-    while !next.starts_with(REDIRECT_URI) {
-        let page = browser.get(&next).send().await.unwrap();
-        if page.status() == 303 {
-            next = absolute(&b, &location(&page));
-            continue;
-        }
-        let html = page.text().await.unwrap();
-        let r = browser
-            .post(b.url(&action(&html)))
-            .form(&[
-                ("csrf", hidden(&html, "csrf").as_str()),
-                ("decision", "allow"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303);
-        next = absolute(&b, &location(&r));
-    }
-    let code = query(&url::Url::parse(&next).unwrap(), "code").unwrap();
+    let back = consent_until_redirect(&b, &browser, &location(&r)).await;
+    let code = query(&back, "code").unwrap();
     let (status, tokens) = exchange(&a, &code, &verifier).await;
     assert_eq!(status, 200, "{tokens}");
 

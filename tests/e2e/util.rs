@@ -321,7 +321,17 @@ pub async fn login_and_consent(
     let (html, act) = open_login(server, b, auth_url).await;
     let r = post_login(server, b, &html, &act, user, pw).await;
     assert_eq!(r.status(), 303, "login should succeed");
-    let mut next = absolute(server, &location(&r));
+    consent_until_redirect(server, b, &location(&r)).await
+}
+
+/// From a redirect after the login, follows the hosted pages on `server`, allowing the
+/// consent when asked, until the redirect back to the client.
+pub async fn consent_until_redirect(
+    server: &Server,
+    b: &reqwest::Client,
+    after_login: &str,
+) -> url::Url {
+    let mut next = absolute(server, after_login);
     loop {
         if next.starts_with(REDIRECT_URI) {
             return url::Url::parse(&next).unwrap();

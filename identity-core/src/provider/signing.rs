@@ -9,6 +9,7 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use diesel::prelude::*;
+use identity_sdk::signing_client::reorders_text;
 use ring::digest;
 use serde_json::{json, Value};
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError};
@@ -741,22 +742,6 @@ impl Provider {
             Ok(key)
         })
     }
-}
-
-/// Characters that reorder or hide text without showing themselves: bidirectional
-/// embeddings, overrides and isolates, and zero-width characters. In a document's name on
-/// the approval page they could make `invoice\u{202e}fdp.exe` read as another file, so the
-/// service refuses them.
-fn reorders_text(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061c}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{feff}'
-    )
 }
 
 #[cfg(test)]

@@ -194,13 +194,9 @@ fn document_name(upload: &Upload) -> String {
     let raw = upload.file_name.as_deref().unwrap_or("document");
     let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     // The identity service refuses control characters and those that reorder text.
-    let reorders = |c: char| {
-        matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-    };
     let name: String = base
         .chars()
-        .filter(|&c| !c.is_control() && !reorders(c))
+        .filter(|&c| !c.is_control() && !identity_sdk::signing_client::reorders_text(c))
         .take(200)
         .collect();
     if name.trim().is_empty() {
