@@ -38,14 +38,7 @@ fn number(p: &Params, name: &str) -> Result<u64, Error> {
 }
 
 fn query(req: &HttpRequest) -> Result<Params, Error> {
-    let p = Params::parse(req.query_string().as_bytes());
-    p.check()?;
-    if let Some(r) = p.repeated().first() {
-        return Err(Error::InvalidRequest(format!(
-            "the {r} parameter is repeated"
-        )));
-    }
-    Ok(p)
+    Params::parse_strict(req.query_string().as_bytes())
 }
 
 #[utoipa::path(get, path = "/audit/checkpoint", tag = "audit",

@@ -49,6 +49,19 @@ impl Params {
         &self.repeated
     }
 
+    /// Parses a form or query that must name each parameter once (RFC 6749 §3.1, §3.2) and
+    /// hold no control characters; anything else is `invalid_request`.
+    pub fn parse_strict(bytes: &[u8]) -> Result<Self, identity_core::Error> {
+        let p = Self::parse(bytes);
+        p.check()?;
+        if let Some(name) = p.repeated().first() {
+            return Err(identity_core::Error::InvalidRequest(format!(
+                "the {name} parameter is repeated"
+            )));
+        }
+        Ok(p)
+    }
+
     /// Refuses parameters that hold control characters.
     pub fn check(&self) -> Result<(), identity_core::Error> {
         match &self.control {

@@ -395,11 +395,7 @@ pub(crate) async fn par(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Params::parse(&body);
-    form.check()?;
-    if let Some(p) = form.repeated().first() {
-        return Err(Error::InvalidRequest(format!("the {p} parameter is repeated")).into());
-    }
+    let form = Params::parse_strict(&body)?;
     let auth = client_auth(&req, &form)?;
     let (request_uri, expires_in) = state
         .provider
@@ -760,11 +756,7 @@ pub(crate) async fn token(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Params::parse(&body);
-    form.check()?;
-    if let Some(p) = form.repeated().first() {
-        return Err(Error::InvalidRequest(format!("the {p} parameter is repeated")).into());
-    }
+    let form = Params::parse_strict(&body)?;
     let auth = client_auth(&req, &form)?;
     let input = TokenInput {
         grant_type: form.get("grant_type"),
@@ -784,13 +776,7 @@ pub(crate) async fn token(
 
 /// The client authentication and the `token` parameter of revocation and introspection.
 fn token_request(req: &HttpRequest, body: &[u8]) -> Result<(ClientAuth, String), Error> {
-    let form = Params::parse(body);
-    form.check()?;
-    if let Some(p) = form.repeated().first() {
-        return Err(Error::InvalidRequest(format!(
-            "the {p} parameter is repeated"
-        )));
-    }
+    let form = Params::parse_strict(body)?;
     let auth = client_auth(req, &form)?;
     let token = form
         .get("token")
