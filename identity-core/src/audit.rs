@@ -257,6 +257,9 @@ fn compose(start: u64, end: u64, nodes: &HashMap<i64, Hash>) -> Result<Hash> {
 /// Most entries one group commit writes.
 const MAX_BATCH: usize = 1024;
 
+/// How long the writer lets staged events gather before moving them into the tree.
+const MOVE_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 struct Inner {
     db: Db,
     clock: Clock,
@@ -353,7 +356,7 @@ impl AuditLog {
             Ok(audit_keys::table
                 .find(origin)
                 .select(audit_keys::private_key)
-                .first(c)
+                .get_result(c)
                 .optional()?)
         })?;
         let sealed = match existing {
@@ -380,7 +383,7 @@ impl AuditLog {
                         Ok(audit_keys::table
                             .find(origin)
                             .select(audit_keys::private_key)
-                            .first(c)?)
+                            .get_result(c)?)
                     })?,
                     Err(e) => return Err(e),
                     Ok(_) => sealed,
@@ -482,26 +485,36 @@ impl AuditLog {
         if events.is_empty() {
             return Ok(());
         }
-        let mut waits = Vec::with_capacity(events.len());
-        {
-            let queue = self
-                .inner
-                .wake
-                .lock()
-                .map_err(|_| Error::internal("audit queue poisoned"))?;
-            for event in &events {
-                let (done, wait) = tokio::sync::oneshot::channel();
-                queue
-                    .send(Msg::Append(self.entry(event).encode(), done))
-                    .map_err(|_| Error::internal("the audit writer has stopped"))?;
-                waits.push(wait);
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.submit(&events, move |written| {
+            let _ = done.send(written);
+        });
+        wait.await
+            .map_err(|_| Error::internal("the audit writer dropped an event"))?
+    }
+
+    /// Hands events to the writer and returns at once; `then` runs on the writer's thread
+    /// with the outcome once they are durable (or could not be written), and must be quick.
+    /// Entries are stamped here, so on a blocking thread this runs inside
+    /// [`in_request`] to carry the request id.
+    ///
+    /// This lets blocking work pass its result to the waiting request through the writer:
+    /// the request is woken once, when its events are durable, instead of once by the
+    /// blocking thread and once more by the writer.
+    pub fn submit(&self, events: &[Event], then: impl FnOnce(Result<()>) + Send + 'static) {
+        let entries = events.iter().map(|e| self.entry(e).encode()).collect();
+        let sent = match self.inner.wake.lock() {
+            Ok(queue) => queue
+                .send(Msg::Append(entries, Box::new(then)))
+                .map_err(|mpsc::SendError(msg)| msg),
+            Err(_) => {
+                then(Err(Error::internal("audit queue poisoned")));
+                return;
             }
+        };
+        if let Err(Msg::Append(_, then)) = sent {
+            then(Err(Error::internal("the audit writer has stopped")));
         }
-        for wait in waits {
-            wait.await
-                .map_err(|_| Error::internal("the audit writer dropped an event"))??;
-        }
-        Ok(())
     }
 
     /// Moves every staged event into the tree now; returns how many moved.
@@ -541,7 +554,7 @@ impl AuditLog {
         let text: String = audit_nodes::table
             .find(key)
             .select(audit_nodes::hash)
-            .first(conn)
+            .get_result(conn)
             .optional()?
             .ok_or_else(|| Error::internal("an audit tree node is missing"))?;
         let h = unhex(&text)?;
@@ -552,7 +565,7 @@ impl AuditLog {
     fn size_in(conn: &mut DbConnection) -> Result<u64> {
         let m: Option<i64> = audit_entries::table
             .select(max(audit_entries::idx))
-            .first(conn)?;
+            .get_result(conn)?;
         Ok(m.map_or(0, |m| m as u64 + 1))
     }
 
@@ -810,12 +823,15 @@ impl AuditLog {
     }
 }
 
+/// What the submitter of an append is told once it is durable (or failed).
+type Then = Box<dyn FnOnce(Result<()>) + Send>;
+
 /// What the writer thread is asked to do.
 enum Msg {
     /// Events were staged in the outbox: move them.
     Wake,
-    /// Append this entry and say when it is durable.
-    Append(String, tokio::sync::oneshot::Sender<Result<()>>),
+    /// Append these entries, then report whether they are durable.
+    Append(Vec<String>, Then),
 }
 
 fn writer_loop(
@@ -826,25 +842,58 @@ fn writer_loop(
 ) {
     loop {
         let mut waiting = Vec::new();
+        let mut queued = 0;
         let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
             Ok(m) => Some(m),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             // Every handle to the log is gone.
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
+        let woken = first.is_some();
         // Group commit: whatever else has queued up goes in the same transaction.
+        // Keeps an append for this commit; false once the batch is full.
+        fn take(waiting: &mut Vec<(Vec<String>, Then)>, queued: &mut usize, msg: Msg) -> bool {
+            if let Msg::Append(entries, then) = msg {
+                *queued += entries.len();
+                waiting.push((entries, then));
+            }
+            *queued < MAX_BATCH
+        }
         for msg in first
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()))
         {
-            if let Msg::Append(entry, done) = msg {
-                waiting.push((entry, done));
-                if waiting.len() >= MAX_BATCH {
-                    break;
+            if !take(&mut waiting, &mut queued, msg) {
+                break;
+            }
+        }
+        // Only staged events to move: they are already durable in the outbox and no
+        // request waits for the move, so wait a moment for more and move them in one
+        // commit (a busy login load woke the writer, and paid a commit, for each one).
+        // An append arriving meanwhile is waited for, and so ends the wait.
+        if woken && waiting.is_empty() {
+            let until = std::time::Instant::now() + MOVE_DELAY;
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                match rx.recv_timeout(left) {
+                    Ok(Msg::Wake) => {}
+                    Ok(append) => {
+                        for msg in
+                            std::iter::once(append).chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                        {
+                            if !take(&mut waiting, &mut queued, msg) {
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
         }
-        let entries: Vec<&str> = waiting.iter().map(|(e, _)| e.as_str()).collect();
+        let entries: Vec<&str> = waiting
+            .iter()
+            .flat_map(|(e, _)| e.iter().map(String::as_str))
+            .collect();
         let result = write_batch(db, clock, &entries);
         if let Ok(moved) = &result {
             appended.fetch_add(
@@ -853,8 +902,8 @@ fn writer_loop(
             );
         }
         let failed = result.as_ref().err().map(|e| e.to_string());
-        for (_, done) in waiting {
-            let _ = done.send(match &failed {
+        for (_, then) in waiting {
+            then(match &failed {
                 None => Ok(()),
                 Some(_) => Err(Error::Unavailable(
                     "the audit log could not be written".into(),

@@ -37,7 +37,9 @@ const CACHE_SECONDS: i64 = 10;
 #[derive(Default)]
 struct Cache {
     loaded_at: i64,
-    keys: Vec<LoadedKey>,
+    /// Shared, not copied, with every signing and verification: a copy per token cost
+    /// several allocations for each key (its DER, its JWK) on the hot path.
+    keys: Arc<[LoadedKey]>,
 }
 
 /// The signing keys of the provider.
@@ -256,7 +258,7 @@ impl KeyStore {
                 Ok(signing_keys::table
                     .filter(signing_keys::alg.eq(alg.as_str()))
                     .select(diesel::dsl::max(signing_keys::created_at))
-                    .first::<Option<i64>>(conn)?)
+                    .get_result::<Option<i64>>(conn)?)
             })?;
             if newest.is_some_and(|t| now - t >= max_age) {
                 rotated.push(self.rotate(alg, prepublish)?);
@@ -292,7 +294,7 @@ impl KeyStore {
 
     /// Keys that are published: not retired, or retired less than a day ago. `max_age`
     /// is how old the cached copy may be.
-    fn keys_within(&self, max_age: i64) -> Result<Vec<LoadedKey>> {
+    fn keys_within(&self, max_age: i64) -> Result<Arc<[LoadedKey]>> {
         let now = self.clock.now();
         if let Ok(c) = self.cache.read() {
             if c.loaded_at != i64::MIN && now - c.loaded_at < max_age && !c.keys.is_empty() {
@@ -310,10 +312,11 @@ impl KeyStore {
                 .order(signing_keys::active_from.desc())
                 .load(conn)?)
         })?;
-        let keys = rows
+        let keys: Arc<[LoadedKey]> = rows
             .into_iter()
             .map(|r| load(&self.kek, r))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?
+            .into();
         if let Ok(mut c) = self.cache.write() {
             c.loaded_at = now;
             c.keys = keys.clone();
@@ -321,7 +324,7 @@ impl KeyStore {
         Ok(keys)
     }
 
-    fn keys(&self) -> Result<Vec<LoadedKey>> {
+    fn keys(&self) -> Result<Arc<[LoadedKey]>> {
         self.keys_within(CACHE_SECONDS)
     }
 
@@ -329,15 +332,15 @@ impl KeyStore {
     pub fn signer(&self, alg: SigningAlg) -> Result<Signer> {
         let now = self.clock.now();
         self.keys()?
-            .into_iter()
+            .iter()
             .filter(|k| {
                 k.alg == alg && k.active_from <= now && k.retired_at.is_none_or(|r| r > now)
             })
             .max_by_key(|k| k.active_from)
             .map(|k| Signer {
-                kid: k.kid,
+                kid: k.kid.clone(),
                 alg: k.alg,
-                encoding: k.encoding,
+                encoding: k.encoding.clone(),
             })
             .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))
     }
@@ -346,7 +349,7 @@ impl KeyStore {
     pub fn jwks(&self) -> Result<Value> {
         let keys: Vec<Value> = self
             .keys()?
-            .into_iter()
+            .iter()
             .map(|k| {
                 let mut jwk = k.public_jwk.clone();
                 jwk["kid"] = json!(k.kid);
@@ -395,13 +398,16 @@ impl KeyStore {
             return Err(Error::InvalidToken);
         }
         let kid = header.kid.ok_or(Error::InvalidToken)?;
-        let find = |keys: Vec<LoadedKey>| keys.into_iter().find(|k| k.kid == kid);
         // A key another replica added a moment ago may not be cached yet: look again, at
         // most once a second, before calling the token invalid.
-        let key = match find(self.keys()?) {
-            Some(k) => k,
-            None => find(self.keys_within(1)?).ok_or(Error::InvalidToken)?,
-        };
+        let mut keys = self.keys()?;
+        if !keys.iter().any(|k| k.kid == kid) {
+            keys = self.keys_within(1)?;
+        }
+        let key = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(Error::InvalidToken)?;
         // The key decides the algorithm, never the token's header.
         if header.alg != jwt_alg(key.alg) {
             return Err(Error::InvalidToken);

@@ -633,18 +633,31 @@ impl Provider {
     ) -> Result<T> {
         let this = self.clone();
         let request = crate::audit::current_request_id();
-        let (result, events) = blocking(move || {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        // Detached: the result comes back through `done`, straight from this thread when
+        // there is nothing to log, else from the audit writer once the events are durable.
+        // So the request is woken once, not by this thread and then again by the writer.
+        // Work already begun runs to its end even if the client goes away, as before.
+        drop(tokio::task::spawn_blocking(move || {
             crate::audit::in_request(request, || {
                 let mut events = Vec::new();
                 let r = f(&this, &mut events);
-                Ok((r, events))
+                // Events staged inside a transaction committed (or vanished) with it; what
+                // is left was observed outside any transaction (a grant, a refusal) and is
+                // appended now. The action's result stands only once they are durable.
+                if events.is_empty() {
+                    let _ = done.send(r);
+                } else {
+                    this.inner.audit.submit(&events, move |written| {
+                        let _ = done.send(written.and(r));
+                    });
+                }
             })
-        })
-        .await?;
-        // Events staged inside a transaction committed (or vanished) with it; what is left
-        // was observed outside any transaction (refusals), and is staged now.
-        self.inner.audit.record_all(events).await?;
-        result
+        }));
+        // Dropped unanswered only if the work panicked.
+        outcome
+            .await
+            .map_err(|_| Error::internal("blocking work ended without an answer"))?
     }
 
     /// A transaction whose audit events are staged in it: they commit with the action or
@@ -861,7 +874,7 @@ impl Provider {
     fn client(conn: &mut DbConnection, id: &str) -> Result<Option<Client>> {
         clients::table
             .find(id)
-            .first::<ClientRow>(conn)
+            .get_result::<ClientRow>(conn)
             .optional()?
             .map(ClientRow::into_client)
             .transpose()
@@ -933,7 +946,7 @@ impl Provider {
                 let citizen: Option<String> = citizens::table
                     .filter(citizens::username.eq(&username))
                     .select(citizens::id)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 let event = Event::new("account.unlocked", Audited::Success);
                 ev.push(match citizen {
@@ -1039,7 +1052,7 @@ impl Provider {
                     .filter(citizens::username.eq(&user))
                     .filter(citizens::status.eq("active"))
                     .select((citizens::id, password_credentials::phc))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?)
             })
         })
@@ -1122,7 +1135,7 @@ impl Provider {
             let prompt: Option<Option<String>> = auth_requests::table
                 .find(id)
                 .select(auth_requests::prompt)
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             if let Some(p) = prompt {
                 let rest: Vec<&str> = p
@@ -1176,7 +1189,7 @@ impl Provider {
                 sessions::last_seen_at,
                 sessions::expires_at,
             ))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let Some((citizen_id, auth_time, amr, acr, last_seen, expires)) = row else {
             return Ok(None);
@@ -1344,7 +1357,7 @@ impl Provider {
                 par_requests::params,
                 par_requests::expires_at,
             ))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let Some((owner, params, expires_at)) = row else {
             return Err(refused());
@@ -1598,7 +1611,7 @@ impl Provider {
         let consent: Option<(String, i64)> = consents::table
             .find((&session.citizen_id, &client.id))
             .select((consents::scopes, consents::granted_at))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let needs = match &consent {
             None => true,
@@ -1619,7 +1632,7 @@ impl Provider {
     fn pending(conn: &mut DbConnection, id: &str, now: i64) -> Result<(AuthRequest, Client)> {
         let request: AuthRequest = auth_requests::table
             .find(id)
-            .first(conn)
+            .get_result(conn)
             .optional()?
             .filter(|r: &AuthRequest| r.expires_at > now)
             .ok_or_else(|| {
@@ -1723,7 +1736,7 @@ impl Provider {
                 let existing: Option<String> = consents::table
                     .find((&session.citizen_id, &client.id))
                     .select(consents::scopes)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 let scopes = Scopes::parse(&request.scope)
                     .union(&existing.map(|s| Scopes::parse(&s)).unwrap_or_default());
@@ -2131,7 +2144,7 @@ impl Provider {
         let outcome = self.audited_tx(ev, |conn, ev| {
             let Some(row) = auth_codes::table
                 .find(token_hash(&code))
-                .first::<CodeRow>(conn)
+                .get_result::<CodeRow>(conn)
                 .optional()?
             else {
                 return Ok(Outcome::Refused("the code is not valid"));
@@ -2226,12 +2239,14 @@ impl Provider {
         let outcome = self.audited_tx(ev, |conn, ev| {
             let Some(row) = refresh_tokens::table
                 .find(token_hash(&token))
-                .first::<RefreshRow>(conn)
+                .get_result::<RefreshRow>(conn)
                 .optional()?
             else {
                 return Ok(Outcome::Refused("the refresh token is not valid"));
             };
-            let family: FamilyRow = token_families::table.find(&row.family_id).first(conn)?;
+            let family: FamilyRow = token_families::table
+                .find(&row.family_id)
+                .get_result(conn)?;
             if family.client_id != client.id {
                 return Ok(Outcome::Refused(
                     "the refresh token was issued to another client",
@@ -2561,7 +2576,7 @@ impl Provider {
                 let owner: Option<(String, String)> = token_families::table
                     .find(&family)
                     .select((token_families::client_id, token_families::citizen_id))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 if let Some((client_id, citizen_id)) = owner.filter(|(c, _)| *c == client.id) {
                     Self::revoke_family(conn, &family, now, "revoked by the client")?;
@@ -2584,7 +2599,7 @@ impl Provider {
             Ok(refresh_tokens::table
                 .find(token_hash(token))
                 .select(refresh_tokens::family_id)
-                .first(conn)
+                .get_result(conn)
                 .optional()?)
         })?;
         if by_refresh.is_some() {
@@ -2624,7 +2639,7 @@ impl Provider {
                         Ok(token_families::table
                             .find(fid)
                             .select(token_families::revoked_at)
-                            .first(conn)
+                            .get_result(conn)
                             .optional()?)
                     })?;
                     if !matches!(revoked, Some(None)) {
@@ -2657,16 +2672,18 @@ impl Provider {
                         refresh_tokens::used_at,
                         refresh_tokens::scope,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?)
             })?;
             let Some((family, expires_at, used_at, scope)) = row else {
                 return Ok(inactive);
             };
-            let fam: Option<FamilyRow> = this
-                .inner
-                .db
-                .with(|conn| Ok(token_families::table.find(&family).first(conn).optional()?))?;
+            let fam: Option<FamilyRow> = this.inner.db.with(|conn| {
+                Ok(token_families::table
+                    .find(&family)
+                    .get_result(conn)
+                    .optional()?)
+            })?;
             match fam {
                 Some(f)
                     if f.client_id == client.id
@@ -2719,7 +2736,7 @@ impl Provider {
             this.inner.db.with(|conn| {
                 let family: FamilyRow = token_families::table
                     .find(&fid)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                     .ok_or(Error::InvalidToken)?;
                 if family.revoked_at.is_some() {
@@ -2750,13 +2767,13 @@ impl Provider {
                         citizens::date_of_birth,
                         citizens::gender,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                     .ok_or(Error::InvalidToken)?;
                 let consented: Scopes = consents::table
                     .find((&family.citizen_id, &family.client_id))
                     .select(consents::scopes)
-                    .first::<String>(conn)
+                    .get_result::<String>(conn)
                     .optional()?
                     .map(|s| Scopes::parse(&s))
                     .unwrap_or_default();
@@ -2888,7 +2905,7 @@ impl Provider {
             let citizen = this.inner.db.with(|conn| {
                 let family: FamilyRow = token_families::table
                     .find(&fid)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                     .ok_or(Error::InvalidToken)?;
                 if family.revoked_at.is_some() {

@@ -4,6 +4,11 @@
 //! a `postgres://` URL selects PostgreSQL. Only SQL common to both is used, so the rest of
 //! the core never asks which backend it is on. Where a backend needs its own SQL, the match
 //! on [`DbConnection`] is in this module.
+//!
+//! Lookups by a key use `get_result`, not `first`. `first` adds `LIMIT ?` with a bound 1,
+//! and SQLite (3.50) notes that bound limit as a value its plan may depend on: every new
+//! binding expires the cached statement, so each lookup was compiled again (16 % of a
+//! token grant's CPU). A key matches at most one row, so the limit was never needed.
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
@@ -199,6 +204,10 @@ impl Db {
             // this long per request: see `Outage`.
             .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
+            // A PostgreSQL connection can be dead in the pool (the server restarted), so it
+            // is pinged before use. A SQLite connection is an open file and cannot be; the
+            // ping was a statement on every checkout for nothing.
+            .test_on_check_out(backend == Backend::Postgres)
             .build(manager)
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         Ok(Db {

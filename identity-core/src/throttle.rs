@@ -57,7 +57,7 @@ struct Row {
 /// insert runs in a savepoint so the loser's unique violation does not abort the caller's
 /// transaction, and both then read the one row.
 fn load_or_create(conn: &mut DbConnection, key: &str, now: i64) -> Result<Row> {
-    if let Some(r) = throttles::table.find(key).first(conn).optional()? {
+    if let Some(r) = throttles::table.find(key).get_result(conn).optional()? {
         return Ok(r);
     }
     let inserted = conn.transaction(|c| {
@@ -79,7 +79,7 @@ fn load_or_create(conn: &mut DbConnection, key: &str, now: i64) -> Result<Row> {
         )) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(throttles::table.find(key).first(conn)?)
+    Ok(throttles::table.find(key).get_result(conn)?)
 }
 
 /// A concurrent attempt changed the counter first: this one waits a moment.

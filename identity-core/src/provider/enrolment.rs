@@ -496,7 +496,7 @@ impl Provider {
                 let status: Option<String> = citizens::table
                     .find(&citizen_id)
                     .select(citizens::status)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 match status.as_deref() {
                     None => return Err(Error::NotFound),
@@ -558,7 +558,7 @@ impl Provider {
                         citizens::address,
                         citizens::status,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                     .ok_or(Error::NotFound)?;
                 let masked = match &row.6 {
@@ -608,7 +608,7 @@ impl Provider {
         let sealed: Option<Option<String>> = citizens::table
             .find(citizen_id)
             .select(citizens::id_doc_sealed)
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         match sealed.flatten() {
             Some(s) => {
@@ -663,7 +663,7 @@ impl Provider {
                             citizens::status,
                             citizens::date_of_birth,
                         ))
-                        .first(conn)
+                        .get_result(conn)
                         .optional()?;
                     let Some((citizen_id, purpose, expires_at, used_at, status, born)) = row else {
                         ev.push(
@@ -735,7 +735,7 @@ impl Provider {
                 let (username, email, name): (String, Option<String>, String) = citizens::table
                     .find(&s.citizen_id)
                     .select((citizens::username, citizens::email, citizens::name_en))
-                    .first(conn)?;
+                    .get_result(conn)?;
                 Ok((s.citizen_id, [username, email.unwrap_or_default(), name]))
             })
         })

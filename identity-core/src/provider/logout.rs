@@ -72,7 +72,7 @@ impl Provider {
         let citizen: Option<String> = sessions::table
             .find(&hash)
             .select(sessions::citizen_id)
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         diesel::delete(sessions::table.find(&hash)).execute(conn)?;
         let Some(citizen) = citizen else {

@@ -253,7 +253,7 @@ impl Provider {
                         webauthn_ceremonies::state,
                         webauthn_ceremonies::expires_at,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 // The delete decides: of two answers racing for one ceremony, one wins.
                 let n = diesel::delete(webauthn_ceremonies::table.find(&hash)).execute(conn)?;
@@ -293,7 +293,7 @@ impl Provider {
                 let (username, display, handle): (String, String, Option<String>) = citizens::table
                     .find(&s.citizen_id)
                     .select((citizens::username, citizens::name_en, citizens::webauthn_id))
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let user_id = match handle.and_then(|h| Uuid::parse_str(&h).ok()) {
                     Some(u) => u,
                     None => {
@@ -370,7 +370,7 @@ impl Provider {
                 let owner: Option<String> = passkeys::table
                     .find(&cred_id)
                     .select(passkeys::citizen_id)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 if owner.is_some() {
                     return Err(Error::InvalidRequest(
@@ -432,7 +432,7 @@ impl Provider {
                         .filter(citizens::username.eq(u))
                         .filter(citizens::status.eq("active"))
                         .select(citizens::id)
-                        .first(conn)
+                        .get_result(conn)
                         .optional()?,
                 };
                 let keys = match &citizen {
@@ -515,7 +515,7 @@ impl Provider {
                         passkeys::credential,
                         citizens::webauthn_id,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?)
             })
         })

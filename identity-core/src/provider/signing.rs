@@ -170,7 +170,7 @@ impl Provider {
                 signing_requests::state,
                 signing_requests::expires_at,
             ))
-            .first(conn)
+            .get_result(conn)
             .optional()?)
     }
 
@@ -248,7 +248,7 @@ impl Provider {
                 let found: Option<String> = subjects::table
                     .find((&client.sector, &new.subject))
                     .select(subjects::citizen_id)
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 let citizen_id = match (found, &citizen) {
                     (Some(c), None) => c,
@@ -396,7 +396,7 @@ impl Provider {
                 let stored: Option<(String, String)> = passkeys::table
                     .find(&cred_id)
                     .select((passkeys::citizen_id, passkeys::credential))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 Ok((row, stored))
             })?;
@@ -496,7 +496,7 @@ impl Provider {
         Ok(signing_requests::table
             .find(id)
             .select(signing_requests::callback_uri)
-            .first::<Option<String>>(conn)?)
+            .get_result::<Option<String>>(conn)?)
     }
 
     /// The citizen rejects a request.
@@ -564,7 +564,7 @@ impl Provider {
                         signing_requests::evidence,
                         signing_requests::audit_from,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?)
             })?;
             let (state, hash_alg, expires_at, sig, cert, evidence, audit_from) =
@@ -662,7 +662,7 @@ impl Provider {
             let scopes: Option<String> = consents::table
                 .find((citizen_id, client_id))
                 .select(consents::scopes)
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             if !scopes.is_some_and(|s| s.split(' ').any(|x| x == "profile")) {
                 return Ok(None);
@@ -670,7 +670,7 @@ impl Provider {
             Ok(citizens::table
                 .find(citizen_id)
                 .select(citizens::name_en)
-                .first(conn)
+                .get_result(conn)
                 .optional()?)
         })
     }
@@ -683,7 +683,7 @@ impl Provider {
             let row: Option<(String, String)> = signing_ca::table
                 .find("current")
                 .select((signing_ca::certificate, signing_ca::private_key))
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             row.map(|(cert, key)| {
                 Ok(CaMaterial {
@@ -726,7 +726,7 @@ impl Provider {
             let sealed: Option<String> = citizen_signing_keys::table
                 .find(citizen_id)
                 .select(citizen_signing_keys::private_key)
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             if let Some(s) = sealed {
                 return kek.open(&context, &s);
