@@ -257,9 +257,6 @@ fn compose(start: u64, end: u64, nodes: &HashMap<i64, Hash>) -> Result<Hash> {
 /// Most entries one group commit writes.
 const MAX_BATCH: usize = 1024;
 
-/// How long the writer lets staged events gather before moving them into the tree.
-const MOVE_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
-
 struct Inner {
     db: Db,
     clock: Clock,
@@ -849,44 +846,16 @@ fn writer_loop(
             // Every handle to the log is gone.
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let woken = first.is_some();
         // Group commit: whatever else has queued up goes in the same transaction.
-        // Keeps an append for this commit; false once the batch is full.
-        fn take(waiting: &mut Vec<(Vec<String>, Then)>, queued: &mut usize, msg: Msg) -> bool {
-            if let Msg::Append(entries, then) = msg {
-                *queued += entries.len();
-                waiting.push((entries, then));
-            }
-            *queued < MAX_BATCH
-        }
         for msg in first
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()))
         {
-            if !take(&mut waiting, &mut queued, msg) {
-                break;
-            }
-        }
-        // Only staged events to move: they are already durable in the outbox and no
-        // request waits for the move, so wait a moment for more and move them in one
-        // commit (a busy login load woke the writer, and paid a commit, for each one).
-        // An append arriving meanwhile is waited for, and so ends the wait.
-        if woken && waiting.is_empty() {
-            let until = std::time::Instant::now() + MOVE_DELAY;
-            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-                match rx.recv_timeout(left) {
-                    Ok(Msg::Wake) => {}
-                    Ok(append) => {
-                        for msg in
-                            std::iter::once(append).chain(std::iter::from_fn(|| rx.try_recv().ok()))
-                        {
-                            if !take(&mut waiting, &mut queued, msg) {
-                                break;
-                            }
-                        }
-                        break;
-                    }
-                    Err(_) => break,
+            if let Msg::Append(entries, then) = msg {
+                queued += entries.len();
+                waiting.push((entries, then));
+                if queued >= MAX_BATCH {
+                    break;
                 }
             }
         }

@@ -459,3 +459,91 @@ pub mod testing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::crypto::Kek;
+    use crate::Clock;
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    /// Indexes SQLite keeps beside the two audit tree tables.
+    fn tree_indexes(db: &Db) -> i64 {
+        db.with(|c| {
+            Ok(diesel::sql_query(
+                "SELECT count(*) AS n FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name IN ('audit_entries', 'audit_nodes')",
+            )
+            .get_result::<Count>(c)?
+            .n)
+        })
+        .unwrap()
+    }
+
+    /// The migration that rekeys the SQLite audit tables by row id keeps every entry and
+    /// node, and the tree grows on from where it was; reverting it keeps them too.
+    #[test]
+    fn sqlite_audit_tables_keep_their_rows_across_the_row_id_migration() {
+        let (db, _dir) = testing::fresh_db(Backend::Sqlite);
+        assert_eq!(tree_indexes(&db), 0, "keyed by row id after all migrations");
+        let sqlite = |f: &mut dyn FnMut(&mut SqliteConnection)| {
+            let mut conn = db.conn().unwrap();
+            match &mut *conn {
+                DbConnection::Sqlite(c) => f(c),
+                DbConnection::Postgres(_) => unreachable!("a SQLite test database"),
+            }
+        };
+        sqlite(&mut |c| {
+            c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        });
+        assert_eq!(tree_indexes(&db), 2, "a key index per table before it");
+
+        let kek = Kek::generate();
+        let log = AuditLog::open(db.clone(), &kek, Clock::system(), "test/audit").unwrap();
+        let entries: Vec<String> = (0..37).map(|i| format!("entry {i}\n")).collect();
+        let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
+        log.append_batch(&refs[..20]).unwrap();
+        log.append_batch(&refs[20..]).unwrap();
+        let root = log.root(37).unwrap();
+        let snapshot = |db: &Db| -> (Vec<(i64, String)>, Vec<(i64, String)>) {
+            db.with(|c| {
+                Ok((
+                    crate::schema::audit_entries::table
+                        .select((
+                            crate::schema::audit_entries::idx,
+                            crate::schema::audit_entries::entry,
+                        ))
+                        .order(crate::schema::audit_entries::idx)
+                        .load(c)?,
+                    crate::schema::audit_nodes::table
+                        .order(crate::schema::audit_nodes::node_key)
+                        .load(c)?,
+                ))
+            })
+            .unwrap()
+        };
+        let before = snapshot(&db);
+        assert_eq!(before.0.len(), 37);
+
+        assert_eq!(db.migrate().unwrap(), 1);
+        assert_eq!(tree_indexes(&db), 0);
+        assert_eq!(snapshot(&db), before);
+        assert_eq!(log.root(37).unwrap(), root);
+        assert_eq!(log.append_batch(&["entry 37\n"]).unwrap(), 37);
+        assert_eq!(log.size().unwrap(), 38);
+
+        let grown = snapshot(&db);
+        sqlite(&mut |c| {
+            c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        });
+        assert_eq!(snapshot(&db), grown);
+    }
+}
