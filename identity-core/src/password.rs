@@ -154,10 +154,14 @@ impl Arena {
 }
 
 /// This thread's CPU time in nanoseconds, from the scheduler's accounting (Linux); `None`
-/// elsewhere. std has no thread CPU clock, and reading procfs needs no `unsafe`. The kernel
-/// updates the figure at scheduler ticks and switches, so one hash's share is off by up to a
-/// tick either way; the sum over many hashes, which the metric reports, is what counts.
+/// elsewhere. std has no thread CPU clock, and reading procfs needs no `unsafe`.
+///
+/// The kernel brings the figure up to date only at a tick or a switch, so read as it stands
+/// it lags by up to a tick (4 ms at 250 Hz). Not evenly: a job starts on a thread just woken
+/// (up to date) and ends mid-tick (behind), so every hash was counted short, by half a tick
+/// on average. Yielding first makes the scheduler account the running slice.
 fn thread_cpu_nanos() -> Option<u64> {
+    std::thread::yield_now();
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     text.split_whitespace().next()?.parse().ok()
 }

@@ -513,7 +513,9 @@ mod tests {
         log.append_batch(&refs[..20]).unwrap();
         log.append_batch(&refs[20..]).unwrap();
         let root = log.root(37).unwrap();
-        let snapshot = |db: &Db| -> (Vec<(i64, String)>, Vec<(i64, String)>) {
+        // (index or node key, text) of every entry and every node.
+        type Rows = Vec<(i64, String)>;
+        let snapshot = |db: &Db| -> (Rows, Rows) {
             db.with(|c| {
                 Ok((
                     crate::schema::audit_entries::table
