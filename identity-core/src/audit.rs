@@ -837,12 +837,20 @@ fn writer_loop(
     rx: mpsc::Receiver<Msg>,
     appended: &std::sync::atomic::AtomicU64,
 ) {
+    // Whether the outbox may hold events: at start (a previous process may have left some),
+    // after a wake (a transaction staged some), and every 250 ms (another replica's
+    // writer may have died). Direct appends alone leave it unread: the query cost every
+    // grant's commit a statement for an outbox that was empty.
+    let mut outbox_due = true;
     loop {
         let mut waiting = Vec::new();
         let mut queued = 0;
         let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
             Ok(m) => Some(m),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                outbox_due = true;
+                None
+            }
             // Every handle to the log is gone.
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
@@ -851,11 +859,14 @@ fn writer_loop(
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()))
         {
-            if let Msg::Append(entries, then) = msg {
-                queued += entries.len();
-                waiting.push((entries, then));
-                if queued >= MAX_BATCH {
-                    break;
+            match msg {
+                Msg::Wake => outbox_due = true,
+                Msg::Append(entries, then) => {
+                    queued += entries.len();
+                    waiting.push((entries, then));
+                    if queued >= MAX_BATCH {
+                        break;
+                    }
                 }
             }
         }
@@ -863,7 +874,12 @@ fn writer_loop(
             .iter()
             .flat_map(|(e, _)| e.iter().map(String::as_str))
             .collect();
-        let result = write_batch(db, clock, &entries);
+        if entries.is_empty() && !outbox_due {
+            continue;
+        }
+        let result = write_batch(db, clock, &entries, outbox_due);
+        // A failed commit leaves whatever was staged for the next one.
+        outbox_due &= result.is_err();
         if let Ok(moved) = &result {
             appended.fetch_add(
                 moved + entries.len() as u64,
@@ -896,13 +912,13 @@ fn writer_loop(
 }
 
 /// One group commit: under the audit lock, moves up to a batch of staged events from the
-/// outbox into the tree, then appends `direct` entries. Returns how many came from the
-/// outbox.
-fn write_batch(db: &Db, clock: &Clock, direct: &[&str]) -> Result<u64> {
+/// outbox into the tree (if `move_staged`), then appends `direct` entries. Returns how many
+/// came from the outbox.
+fn write_batch(db: &Db, clock: &Clock, direct: &[&str], move_staged: bool) -> Result<u64> {
     let now = clock.now();
     db.tx(|conn| {
         lock_audit_log(conn)?;
-        let moved = move_in(conn, now)?;
+        let moved = if move_staged { move_in(conn, now)? } else { 0 };
         if !direct.is_empty() {
             append_in(conn, now, direct)?;
         }
@@ -913,7 +929,7 @@ fn write_batch(db: &Db, clock: &Clock, direct: &[&str]) -> Result<u64> {
 /// Moves up to a batch of staged events into the tree, in one transaction under the audit
 /// lock: the tree grows and the outbox shrinks together.
 fn move_batch(db: &Db, clock: &Clock) -> Result<u64> {
-    write_batch(db, clock, &[])
+    write_batch(db, clock, &[], true)
 }
 
 fn move_in(conn: &mut DbConnection, now: i64) -> Result<u64> {
