@@ -257,6 +257,9 @@ fn compose(start: u64, end: u64, nodes: &HashMap<i64, Hash>) -> Result<Hash> {
 /// Most entries one group commit writes.
 const MAX_BATCH: usize = 1024;
 
+/// The longest the writer goes without looking for staged events.
+const OUTBOX_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 struct Inner {
     db: Db,
     clock: Clock,
@@ -838,14 +841,15 @@ fn writer_loop(
     appended: &std::sync::atomic::AtomicU64,
 ) {
     // Whether the outbox may hold events: at start (a previous process may have left some),
-    // after a wake (a transaction staged some), and every 250 ms (another replica's
-    // writer may have died). Direct appends alone leave it unread: the query cost every
-    // grant's commit a statement for an outbox that was empty.
+    // after a wake (a transaction staged some), and at least every 250 ms, busy or not
+    // (another replica's writer may have died with events staged). Direct appends alone
+    // leave it unread: the query cost every grant's commit a statement for an empty outbox.
     let mut outbox_due = true;
+    let mut outbox_read = std::time::Instant::now();
     loop {
         let mut waiting = Vec::new();
         let mut queued = 0;
-        let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+        let first = match rx.recv_timeout(OUTBOX_EVERY) {
             Ok(m) => Some(m),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 outbox_due = true;
@@ -874,8 +878,14 @@ fn writer_loop(
             .iter()
             .flat_map(|(e, _)| e.iter().map(String::as_str))
             .collect();
+        if outbox_read.elapsed() >= OUTBOX_EVERY {
+            outbox_due = true;
+        }
         if entries.is_empty() && !outbox_due {
             continue;
+        }
+        if outbox_due {
+            outbox_read = std::time::Instant::now();
         }
         let result = write_batch(db, clock, &entries, outbox_due);
         // A failed commit leaves whatever was staged for the next one.

@@ -33,6 +33,7 @@ both!(
     checkpoints_sign_and_refuse_a_rewritten_tree,
     two_replicas_make_one_tree,
     entries_carry_pseudonyms_not_ids,
+    a_busy_writer_still_moves_staged_events,
 );
 
 fn event(i: usize) -> Event {
@@ -261,4 +262,37 @@ async fn witness_outside_the_database_stops_a_forked_checkpoint(backend: Backend
         err.contains("refusing to sign") && err.contains("this server signed"),
         "{err}"
     );
+}
+
+/// Events staged by a replica that died before waking its writer reach the tree even while
+/// this replica's writer never idles (it looks at the outbox at least every 250 ms, not only
+/// when woken or idle).
+async fn a_busy_writer_still_moves_staged_events(backend: Backend) {
+    use std::time::{Duration, Instant};
+    let (db, _dir) = fresh_db(backend);
+    let log = AuditLog::open(db.clone(), &Kek::generate(), Clock::system(), "test/audit").unwrap();
+    // The writer's look at the outbox at start is behind us.
+    log.record(event(0)).await.unwrap();
+    // Staged and committed without waking the writer.
+    db.tx(|c| log.stage(c, &[Event::new("test.staged", Outcome::Success)]))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for i in 1.. {
+        // Direct appends every few milliseconds: the writer's idle tick never comes.
+        log.record(event(i)).await.unwrap();
+        let size = log.size().unwrap();
+        if log
+            .entries(0, size, size)
+            .unwrap()
+            .iter()
+            .any(|r| r.entry.contains("event=test.staged"))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a staged event waited over 3 s behind {i} direct appends"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
