@@ -38,6 +38,7 @@ macro_rules! both {
 }
 
 both!(
+    taken_username_refused_before_hashing,
     full_flow_and_userinfo,
     code_reuse_revokes_tokens,
     expired_code_refused,
@@ -1083,4 +1084,40 @@ async fn expired_rows_are_purged(backend: Backend) {
         Err(Error::InvalidGrant(_))
     ));
     assert_eq!(f.provider.purge_expired().unwrap(), 0);
+}
+
+/// A second citizen with a taken username is refused, with nothing written and without
+/// spending a password hash on it.
+async fn taken_username_refused_before_hashing(backend: Backend) {
+    use diesel::prelude::*;
+    let f = fixture(backend).await;
+    let hashed = f.provider.hasher().cpu_seconds();
+    let again = f
+        .provider
+        .add_citizen(
+            NewCitizen {
+                username: " CHAN ".into(),
+                name_en: "Someone Else".into(),
+                name_zh: "別人".into(),
+                email: None,
+                phone: None,
+                address: None,
+            },
+            &Password::new("Another-Long-Passphrase-2031"),
+        )
+        .await;
+    assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+    assert_eq!(
+        f.provider.hasher().cpu_seconds(),
+        hashed,
+        "no hash was made"
+    );
+    let citizens: i64 =
+        f.db.with(|c| {
+            Ok(identity_core::schema::citizens::table
+                .count()
+                .get_result(c)?)
+        })
+        .unwrap();
+    assert_eq!(citizens, 1);
 }
