@@ -35,10 +35,22 @@ pub struct Settings {
     pub workers: usize,
     /// Seconds between audit checkpoints (while entries arrive).
     pub audit_checkpoint_seconds: u64,
-    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or networks).
+    /// Reverse proxies whose forwarding header is believed (addresses or networks).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which header those proxies write the client's address in.
+    pub forwarded_header: ForwardedHeader,
     /// Provider lifetimes, password policy and hashing.
     pub provider: ProviderConfig,
+}
+
+/// The header trusted proxies put the client's address in. Only one is read: a proxy that
+/// writes one passes the other on as the client sent it, forged or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1`, the de facto standard.
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
 /// Every key the configuration accepts.
@@ -69,6 +81,7 @@ const KEYS: &[&str] = &[
     "lockout_after",
     "per_address_limit",
     "trusted_proxies",
+    "forwarded_header",
     "audit_checkpoint_seconds",
     "webauthn_rp_id",
     "activation_code_seconds",
@@ -272,8 +285,19 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, String>>()?;
 
+        let forwarded_header = match src.string("forwarded_header", "x-forwarded-for").as_str() {
+            "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+            "forwarded" => ForwardedHeader::Forwarded,
+            other => {
+                return Err(format!(
+                    "forwarded_header: {other:?} is neither \"x-forwarded-for\" nor \"forwarded\""
+                ))
+            }
+        };
+
         Ok(Settings {
             trusted_proxies,
+            forwarded_header,
             public_url,
             listen,
             database_url,
@@ -320,6 +344,14 @@ mod tests {
         assert!(load_toml(KEK).unwrap().trusted_proxies.is_empty());
         let err = load_toml(&format!("{KEK}trusted_proxies = \"10.0.0.0/33\"\n")).unwrap_err();
         assert!(err.contains("trusted_proxies"), "{err}");
+        assert_eq!(
+            load_toml(KEK).unwrap().forwarded_header,
+            ForwardedHeader::XForwardedFor
+        );
+        let s = load_toml(&format!("{KEK}forwarded_header = \"forwarded\"\n")).unwrap();
+        assert_eq!(s.forwarded_header, ForwardedHeader::Forwarded);
+        let err = load_toml(&format!("{KEK}forwarded_header = \"via\"\n")).unwrap_err();
+        assert!(err.contains("forwarded_header"), "{err}");
     }
 
     #[test]

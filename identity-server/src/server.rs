@@ -46,6 +46,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
     };
     let state = AppState {
         trusted_proxies: std::sync::Arc::new(settings.trusted_proxies.clone()),
+        forwarded_header: settings.forwarded_header,
         csrf: settings.kek.derive(Purpose::Csrf),
         provider,
         // Behind a TLS-terminating proxy the server speaks HTTP but citizens use https: the

@@ -37,8 +37,10 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
-    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    /// Reverse proxies whose forwarding header is believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
+    /// The header they write.
+    pub forwarded_header: crate::config::ForwardedHeader,
 }
 
 const SESSION_COOKIE: &str = "idp_session";
@@ -212,25 +214,79 @@ pub fn activation_link(state: &AppState, code: &str) -> String {
 }
 
 /// The citizen's address, for throttling and (as a keyed hash) the audit log: the TCP peer,
-/// or, when the peer is a trusted proxy, what the proxies say in `X-Forwarded-For`.
+/// or, when the peer is a trusted proxy, what the proxies say in the configured header.
 pub(crate) fn source_address(req: &HttpRequest, state: &AppState) -> String {
+    use crate::config::ForwardedHeader;
     let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
         return String::new();
     };
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok());
-    client_address(peer, forwarded, &state.trusted_proxies).to_string()
+    let name = match state.forwarded_header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    let values = req.headers().get_all(name).filter_map(|v| v.to_str().ok());
+    let hops = match state.forwarded_header {
+        ForwardedHeader::XForwardedFor => values
+            .flat_map(|v| v.split(','))
+            .map(|h| h.trim().to_owned())
+            .collect::<Vec<_>>(),
+        ForwardedHeader::Forwarded => values.flat_map(forwarded_for).collect(),
+    };
+    client_address(peer, &hops, &state.trusted_proxies).to_string()
+}
+
+/// The `for=` node of each element of an RFC 7239 `Forwarded` value, in order, unquoted
+/// (`for="[2001:db8::1]:4711"`). An element without one gives an empty hop, which ends the
+/// walk in [`client_address`] like any entry that is not an address.
+fn forwarded_for(value: &str) -> Vec<String> {
+    // Elements are separated by commas and pairs by semicolons, outside quoted strings.
+    let mut elements = vec![Vec::new()];
+    let (mut pair, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => {
+                pair.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' | ',' if !quoted => {
+                if let Some(e) = elements.last_mut() {
+                    e.push(std::mem::take(&mut pair));
+                }
+                if c == ',' {
+                    elements.push(Vec::new());
+                }
+            }
+            _ => pair.push(c),
+        }
+    }
+    if let Some(e) = elements.last_mut() {
+        e.push(pair);
+    }
+    elements
+        .into_iter()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .find_map(|p| {
+                    let (name, node) = p.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| node.trim().to_owned())
+                })
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Each proxy appends the address it received from, so only the entries its trusted
 /// proxies appended can be believed: the nearest entry, from the right, that is not itself
 /// a trusted proxy is the client. Anything left of it may be forged by the client, and a
 /// malformed entry ends the walk at the proxy that passed it on.
-fn client_address<'a>(
+fn client_address(
     peer: std::net::IpAddr,
-    forwarded: impl Iterator<Item = &'a str>,
+    hops: &[String],
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
@@ -239,10 +295,6 @@ fn client_address<'a>(
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<&str> = forwarded
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
     let mut nearest = peer;
     for hop in hops.iter().rev() {
         let parsed = hop
@@ -1500,19 +1552,75 @@ async fn home() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::client_address;
+    use super::{client_address, forwarded_for};
 
     fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
     }
 
+    /// The client address for X-Forwarded-For header values.
     fn client(peer: &str, header: &[&str], trusted: &[&str]) -> String {
-        client_address(
-            peer.parse().unwrap(),
-            header.iter().copied(),
-            &nets(trusted),
-        )
-        .to_string()
+        let hops: Vec<String> = header
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|h| h.trim().to_owned())
+            .collect();
+        client_address(peer.parse().unwrap(), &hops, &nets(trusted)).to_string()
+    }
+
+    /// The same for RFC 7239 `Forwarded` values.
+    fn client_7239(peer: &str, header: &[&str], trusted: &[&str]) -> String {
+        let hops: Vec<String> = header.iter().flat_map(|v| forwarded_for(v)).collect();
+        client_address(peer.parse().unwrap(), &hops, &nets(trusted)).to_string()
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_is_read_the_same_way() {
+        let lb = ["10.0.0.0/8"];
+        assert_eq!(
+            forwarded_for(
+                r#"for=192.0.2.60;proto=http;by=203.0.113.43, For="[2001:db8:cafe::17]:4711""#
+            ),
+            ["192.0.2.60", "[2001:db8:cafe::17]:4711"]
+        );
+        // Quoted commas and semicolons stay inside their value; an element without `for`
+        // is an empty hop.
+        assert_eq!(
+            forwarded_for(r#"by="a,b;c";for=198.51.100.7, proto=https"#),
+            ["198.51.100.7", ""]
+        );
+        assert_eq!(
+            client_7239("203.0.113.9", &["for=198.51.100.7"], &lb),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            client_7239("10.0.0.5", &["for=198.51.100.7"], &lb),
+            "198.51.100.7"
+        );
+        // A client's own element on the left cannot choose its address.
+        assert_eq!(
+            client_7239(
+                "10.0.0.5",
+                &["for=1.2.3.4", "for=198.51.100.7;proto=https"],
+                &lb
+            ),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            client_7239(
+                "10.0.0.5",
+                &[r#"for="[2001:db8::7]:443", for=10.0.0.9"#],
+                &lb
+            ),
+            "2001:db8::7"
+        );
+        // Obfuscated or unknown nodes, or no `for` at all: the nearest proxy stands in.
+        assert_eq!(client_7239("10.0.0.5", &["for=_hidden"], &lb), "10.0.0.5");
+        assert_eq!(
+            client_7239("10.0.0.5", &["for=unknown, for=10.0.0.9"], &lb),
+            "10.0.0.9"
+        );
+        assert_eq!(client_7239("10.0.0.5", &["proto=https"], &lb), "10.0.0.5");
     }
 
     #[test]

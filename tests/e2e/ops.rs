@@ -285,11 +285,14 @@ async fn per_address_throttle_behind_a_trusted_proxy() {
     // One failed login by an unknown user (so no account is throttled), as the proxy
     // forwards it with this X-Forwarded-For.
     async fn attempt(server: &Server, user: &str, forwarded: &str) -> u16 {
+        attempt_with(server, user, ("X-Forwarded-For", forwarded)).await
+    }
+    async fn attempt_with(server: &Server, user: &str, header: (&str, &str)) -> u16 {
         let (_, challenge) = pkce();
         let b = browser();
         let (html, act) = open_login(server, &b, &auth_url(server, &challenge, &[])).await;
         b.post(server.url(&act))
-            .header("X-Forwarded-For", forwarded)
+            .header(header.0, header.1)
             .form(&[
                 ("csrf", hidden(&html, "csrf").as_str()),
                 ("username", user),
@@ -347,5 +350,34 @@ async fn per_address_throttle_behind_a_trusted_proxy() {
         attempt(&direct, "nobody3", "198.51.100.8").await,
         429,
         "without a trusted proxy the header is ignored: the peer is counted"
+    );
+
+    // A proxy that writes RFC 7239 Forwarded instead: that header, and only that one.
+    let rfc7239 = Server::start(
+        Backend::Sqlite,
+        &[
+            ("IDENTITY_TRUSTED_PROXIES", "127.0.0.1"),
+            ("IDENTITY_FORWARDED_HEADER", "forwarded"),
+            ("IDENTITY_PER_ADDRESS_LIMIT", "3"),
+        ],
+    )
+    .await;
+    let header = ("Forwarded", r#"for="198.51.100.9:4711";proto=https"#);
+    for i in 0..3 {
+        assert_eq!(
+            attempt_with(&rfc7239, &format!("nobody{i}"), header).await,
+            401
+        );
+    }
+    assert_eq!(attempt_with(&rfc7239, "nobody3", header).await, 429);
+    assert_eq!(
+        attempt_with(&rfc7239, "nobody4", ("Forwarded", "for=198.51.100.10")).await,
+        401,
+        "another citizen"
+    );
+    assert_eq!(
+        attempt(&rfc7239, "nobody5", "198.51.100.9").await,
+        401,
+        "X-Forwarded-For is not read there: the proxy's own address is counted, not the spent one"
     );
 }
