@@ -225,14 +225,16 @@ pub(crate) fn source_address(req: &HttpRequest, state: &AppState) -> String {
         ForwardedHeader::Forwarded => "forwarded",
     };
     let values = req.headers().get_all(name).filter_map(|v| v.to_str().ok());
-    let hops = match state.forwarded_header {
-        ForwardedHeader::XForwardedFor => values
-            .flat_map(|v| v.split(','))
-            .map(|h| h.trim().to_owned())
-            .collect::<Vec<_>>(),
+    let hops: Vec<String> = match state.forwarded_header {
+        ForwardedHeader::XForwardedFor => values.flat_map(x_forwarded_for).collect(),
         ForwardedHeader::Forwarded => values.flat_map(forwarded_for).collect(),
     };
     client_address(peer, &hops, &state.trusted_proxies).to_string()
+}
+
+/// The entries of an `X-Forwarded-For` value, in order.
+fn x_forwarded_for(value: &str) -> Vec<String> {
+    value.split(',').map(|h| h.trim().to_owned()).collect()
 }
 
 /// The `for=` node of each element of an RFC 7239 `Forwarded` value, in order, unquoted
@@ -1552,7 +1554,7 @@ async fn home() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_address, forwarded_for};
+    use super::{client_address, forwarded_for, x_forwarded_for};
 
     fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
@@ -1560,11 +1562,7 @@ mod tests {
 
     /// The client address for X-Forwarded-For header values.
     fn client(peer: &str, header: &[&str], trusted: &[&str]) -> String {
-        let hops: Vec<String> = header
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|h| h.trim().to_owned())
-            .collect();
+        let hops: Vec<String> = header.iter().flat_map(|v| x_forwarded_for(v)).collect();
         client_address(peer.parse().unwrap(), &hops, &nets(trusted)).to_string()
     }
 
