@@ -708,3 +708,22 @@ def temp_dir(cleanup: Cleanup, prefix: str) -> str:
     keep = os.environ.get("BENCH_KEEP_TMP")
     cleanup.add(lambda: print(f"kept {d}", file=sys.stderr) if keep else shutil.rmtree(d, ignore_errors=True))
     return d
+
+
+def server_with_citizens(args, cleanup: Cleanup, users_n: int, prefix: str):
+    """The server a load script drives, and its citizens: the one at --url (with --pid and,
+    for more than one citizen, --data-dir), or a demo server started on a temporary data
+    directory (stopped by `cleanup`). Returns (binary, host, port, pid, users)."""
+    if args.url:
+        host, port = parse_url(args.url)
+        pid, data_dir = args.pid, args.data_dir
+        binary = server_bin() if users_n > 1 else "(external server)"
+    else:
+        binary = server_bin()
+        data_dir = temp_dir(cleanup, prefix)
+        srv = Server(binary, data_dir, free_port())
+        cleanup.add(srv.stop)
+        srv.start()
+        host, port, pid = "127.0.0.1", srv.port, srv.pid
+    users = seed_citizens(binary, data_dir, users_n) if users_n > 1 else seed_citizens(binary, "", 1)
+    return binary, host, port, pid, users

@@ -67,21 +67,10 @@ def main() -> int:
     nofile = bl.raise_nofile(2 * n + 512)
     threading.stack_size(512 * 1024)
     cleanup = bl.Cleanup()
-    if args.url:
-        host, port = bl.parse_url(args.url)
-        pid, data_dir = args.pid, args.data_dir
-        binary = bl.server_bin() if users_n > 1 else "(external server)"
-    else:
-        binary = bl.server_bin()
-        data_dir = bl.temp_dir(cleanup, "identity-flood-")
-        srv = bl.Server(binary, data_dir, bl.free_port())
-        cleanup.add(srv.stop)
-        srv.start()
-        host, port, pid = "127.0.0.1", srv.port, srv.pid
+    binary, host, port, pid, users = bl.server_with_citizens(args, cleanup, users_n, "identity-flood-")
     if host not in ("127.0.0.1", "localhost") and args.sources > 1:
         print("not on loopback: using one source address", file=sys.stderr)
         args.sources = 1
-    users = bl.seed_citizens(binary, data_dir, users_n) if users_n > 1 else bl.seed_citizens(binary, "", 1)
     sources = bl.loopback_sources(args.sources)
     print(f"machine: {bl.machine()}")
     print(f"server: http://{host}:{port} pid {pid}; open-file limit {nofile}")

@@ -131,18 +131,7 @@ def main() -> int:
     bl.raise_nofile(4 * (args.concurrency + lc) + 256)
 
     cleanup = bl.Cleanup()
-    if args.url:
-        host, port = bl.parse_url(args.url)
-        pid, d = args.pid, args.data_dir
-        binary = bl.server_bin() if users_n > 1 else "(external server)"
-    else:
-        binary = bl.server_bin()
-        d = bl.temp_dir(cleanup, "identity-load-")
-        srv = bl.Server(binary, d, bl.free_port())
-        cleanup.add(srv.stop)
-        srv.start()
-        host, port, pid = "127.0.0.1", srv.port, srv.pid
-    users = bl.seed_citizens(binary, d, users_n) if users_n > 1 else bl.seed_citizens(binary, "", 1)
+    binary, host, port, pid, users = bl.server_with_citizens(args, cleanup, users_n, "identity-load-")
     print(f"machine: {bl.machine()}")
     print(f"server: http://{host}:{port} pid {pid}, binary {binary}")
 
