@@ -5,9 +5,11 @@
 //! roots and proofs cost O(log n) rows. Checkpoints in the C2SP `tlog-checkpoint` format are
 //! signed with an Ed25519 key (sealed under the key-encryption key) as C2SP signed notes.
 //!
-//! Appends go through one writer thread per process that groups whatever has queued up
-//! into one transaction (group commit); the caller's future completes only after that
-//! transaction committed, so an event is durable before the response that caused it. A
+//! Events observed outside a transaction go through one writer thread per process that
+//! groups whatever has queued up into one transaction (group commit); the caller's future
+//! completes only after that transaction committed, so an event is durable before the
+//! response that caused it. Events of a transaction are staged in it: on SQLite straight
+//! into the tree, on PostgreSQL into an outbox that the writer empties. A
 //! lock (`storage::lock_audit_log`) gives one order across processes sharing a database.
 //! Before signing a checkpoint the log proves to itself that the new tree extends the last
 //! signed one, so it never signs two inconsistent checkpoints.
@@ -25,7 +27,9 @@ use crate::clock::Clock;
 use crate::crypto::{Kek, KeyedHash, Purpose};
 use crate::error::{Error, Result};
 use crate::schema::{audit_checkpoints, audit_entries, audit_keys, audit_nodes, audit_outbox};
-use crate::storage::{lock_audit_log, on_each_backend, Db, DbConnection};
+use crate::storage::{
+    audit_appends_in_transaction, lock_audit_log, on_each_backend, Db, DbConnection,
+};
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -212,18 +216,13 @@ fn node_key(level: u32, index: u64) -> i64 {
 }
 
 fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h)
 }
 
 fn unhex(s: &str) -> Result<Hash> {
-    if s.len() != 64 {
-        return Err(Error::internal("a stored audit hash is malformed"));
-    }
     let mut h = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let txt = std::str::from_utf8(chunk).map_err(Error::internal)?;
-        h[i] = u8::from_str_radix(txt, 16).map_err(Error::internal)?;
-    }
+    hex::decode_to_slice(s, &mut h)
+        .map_err(|_| Error::internal("a stored audit hash is malformed"))?;
     Ok(h)
 }
 
@@ -252,6 +251,14 @@ fn compose(start: u64, end: u64, nodes: &HashMap<i64, Hash>) -> Result<Hash> {
         &compose(start, start + k, nodes)?,
         &compose(start + k, end, nodes)?,
     ))
+}
+
+/// Where [`AuditLog::stage`] put a transaction's events, for [`AuditLog::committed`].
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use = "pass it to AuditLog::committed once the transaction has committed"]
+pub struct Staged {
+    in_tree: u64,
+    in_outbox: bool,
 }
 
 /// Most entries one group commit writes.
@@ -441,16 +448,28 @@ impl AuditLog {
         }
     }
 
-    /// Stages events in the caller's transaction: they commit with it, and the writer
-    /// moves them into the tree soon after.
-    pub fn stage(&self, conn: &mut DbConnection, events: &[Event]) -> Result<()> {
+    /// Stages events in the caller's transaction: they commit with it or not at all. On
+    /// SQLite they go into the tree at once (see
+    /// [`storage::audit_appends_in_transaction`](crate::storage::audit_appends_in_transaction));
+    /// on PostgreSQL into the outbox, which the writer empties into the tree soon after.
+    /// Pass the answer to [`AuditLog::committed`] once the transaction has committed.
+    pub fn stage(&self, conn: &mut DbConnection, events: &[Event]) -> Result<Staged> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Staged::default());
         }
-        let rows: Vec<_> = events
+        let entries: Vec<Entry> = events.iter().map(|e| self.entry(e)).collect();
+        if audit_appends_in_transaction(conn) {
+            let texts: Vec<String> = entries.iter().map(Entry::encode).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            append_in(conn, self.inner.clock.now(), &refs)?;
+            return Ok(Staged {
+                in_tree: refs.len() as u64,
+                in_outbox: false,
+            });
+        }
+        let rows: Vec<_> = entries
             .iter()
-            .map(|e| {
-                let entry = self.entry(e);
+            .map(|entry| {
                 (
                     audit_outbox::id.eq(crate::crypto::random_id()),
                     audit_outbox::created_ms.eq(entry.time_ms),
@@ -463,13 +482,24 @@ impl AuditLog {
                 .values(chunk)
                 .execute(c))?;
         }
-        Ok(())
+        Ok(Staged {
+            in_tree: 0,
+            in_outbox: true,
+        })
     }
 
-    /// Wakes the writer (after a transaction that staged events committed).
-    pub fn notify(&self) {
-        if let Ok(w) = self.inner.wake.lock() {
-            let _ = w.send(Msg::Wake);
+    /// After the transaction that staged events committed: wakes the writer for what waits
+    /// in the outbox, and counts what went into the tree directly.
+    pub fn committed(&self, staged: Staged) {
+        if staged.in_tree > 0 {
+            self.inner
+                .appended
+                .fetch_add(staged.in_tree, std::sync::atomic::Ordering::Relaxed);
+        }
+        if staged.in_outbox {
+            if let Ok(w) = self.inner.wake.lock() {
+                let _ = w.send(Msg::Wake);
+            }
         }
     }
 

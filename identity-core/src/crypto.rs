@@ -125,7 +125,7 @@ impl Kek {
 
     /// The key as hex, to save a demo key to a file.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     /// The HMAC key for one purpose, derived with HKDF-SHA256.

@@ -671,14 +671,14 @@ impl Provider {
         let start = ev.len();
         let result = self.inner.db.tx(|conn| {
             let r = f(conn, ev)?;
-            self.inner.audit.stage(conn, &ev[start..])?;
-            Ok(r)
+            let staged = self.inner.audit.stage(conn, &ev[start..])?;
+            Ok((r, staged))
         });
         ev.truncate(start);
-        if result.is_ok() {
-            self.inner.audit.notify();
-        }
-        result
+        result.map(|(r, staged)| {
+            self.inner.audit.committed(staged);
+            r
+        })
     }
 
     /// The signing keys.
@@ -1028,7 +1028,8 @@ impl Provider {
             .login_checked(username, password, source, old, request_id, &mut citizen)
             .await;
         let (outcome, detail) = match &result {
-            Ok(_) => (Audited::Success, "pwd"),
+            // Its event was staged in the transaction that opened the session.
+            Ok(_) => return result,
             Err(Error::BadCredentials) => (Audited::Failure, "bad-credentials"),
             Err(Error::Throttled { .. }) => (Audited::Failure, "throttled"),
             Err(Error::Locked) => (Audited::Failure, "locked"),
@@ -1101,10 +1102,10 @@ impl Provider {
                 return Err(e);
             }
         };
-        let this = self.clone();
-        blocking(move || {
+        let source = source.to_owned();
+        self.run(move |this, ev| {
             let now = this.inner.clock.now();
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
                 let throttle = &this.inner.config.throttle;
                 // A failure was already counted when the attempt began.
                 let Some(citizen_id) = citizen_id.filter(|_| checked.ok) else {
@@ -1119,15 +1120,22 @@ impl Provider {
                         ))
                         .execute(conn)?;
                 }
-                this.open_session(
+                let session = this.open_session(
                     conn,
                     &citizen_id,
                     "pwd",
                     ACR_PASSWORD,
                     old.as_ref(),
                     request_id.as_deref(),
-                )
-                .map(Some)
+                )?;
+                // Committed with the session: no session without its login event.
+                ev.push(
+                    Event::new("login", Audited::Success)
+                        .source(source)
+                        .detail("pwd")
+                        .citizen(citizen_id),
+                );
+                Ok(Some(session))
             })
         })
         .await?

@@ -359,6 +359,16 @@ pub fn lock_audit_log(conn: &mut DbConnection) -> Result<()> {
     Ok(())
 }
 
+/// Whether audit events staged in a transaction go into the tree inside that transaction.
+/// On SQLite it already holds the database's one write lock, which is also the audit lock,
+/// so appending there serializes nothing more and spares the writer a transaction and a
+/// flush to disk per event. On PostgreSQL that lock would serialize every audited
+/// transaction of every replica, so the events wait in the outbox for the writer's group
+/// commit instead.
+pub fn audit_appends_in_transaction(conn: &DbConnection) -> bool {
+    matches!(conn, DbConnection::Sqlite(_))
+}
+
 /// Runs the same diesel expression on whichever connection `conn` holds, for the few
 /// statements diesel cannot build for `MultiConnection` (multi-row inserts).
 macro_rules! on_each_backend {

@@ -34,6 +34,7 @@ both!(
     two_replicas_make_one_tree,
     entries_carry_pseudonyms_not_ids,
     a_busy_writer_still_moves_staged_events,
+    staged_events_commit_with_their_transaction,
 );
 
 fn event(i: usize) -> Event {
@@ -264,18 +265,29 @@ async fn witness_outside_the_database_stops_a_forked_checkpoint(backend: Backend
     );
 }
 
-/// Events staged by a replica that died before waking its writer reach the tree even while
-/// this replica's writer never idles (it looks at the outbox at least every 250 ms, not only
-/// when woken or idle).
+/// Events left in the outbox by a replica that died before waking its writer (or, on
+/// SQLite, by a version that staged there) reach the tree even while this replica's writer
+/// never idles (it looks at the outbox at least every 250 ms, not only when woken or idle).
 async fn a_busy_writer_still_moves_staged_events(backend: Backend) {
+    use diesel::prelude::*;
+    use identity_core::schema::audit_outbox;
     use std::time::{Duration, Instant};
     let (db, _dir) = fresh_db(backend);
     let log = AuditLog::open(db.clone(), &Kek::generate(), Clock::system(), "test/audit").unwrap();
     // The writer's look at the outbox at start is behind us.
     log.record(event(0)).await.unwrap();
-    // Staged and committed without waking the writer.
-    db.tx(|c| log.stage(c, &[Event::new("test.staged", Outcome::Success)]))
-        .unwrap();
+    // Committed to the outbox without waking the writer, as the dead replica left it.
+    let entry = log.entry(&Event::new("test.staged", Outcome::Success));
+    db.with(|c| {
+        Ok(diesel::insert_into(audit_outbox::table)
+            .values((
+                audit_outbox::id.eq("left-by-a-dead-replica"),
+                audit_outbox::created_ms.eq(entry.time_ms),
+                audit_outbox::entry.eq(entry.encode()),
+            ))
+            .execute(c)?)
+    })
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     for i in 1.. {
         // Direct appends every few milliseconds: the writer's idle tick never comes.
@@ -295,4 +307,29 @@ async fn a_busy_writer_still_moves_staged_events(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Staged events commit with their transaction or not at all. On SQLite they are in the
+/// tree the moment it commits; on PostgreSQL once the writer has moved them.
+async fn staged_events_commit_with_their_transaction(backend: Backend) {
+    let (db, _dir) = fresh_db(backend);
+    let log = AuditLog::open(db.clone(), &Kek::generate(), Clock::system(), "test/audit").unwrap();
+    let rolled_back: identity_core::Result<()> = db.tx(|c| {
+        let _ = log.stage(c, &[Event::new("test.rolled-back", Outcome::Success)])?;
+        Err(identity_core::Error::internal("the action failed"))
+    });
+    assert!(rolled_back.is_err());
+    let staged = db
+        .tx(|c| log.stage(c, &[Event::new("test.committed", Outcome::Success)]))
+        .unwrap();
+    if backend == Backend::Sqlite {
+        assert_eq!(log.size().unwrap(), 1, "in the tree at commit");
+    }
+    log.committed(staged);
+    log.flush().unwrap();
+    let size = log.size().unwrap();
+    let entries = log.entries(0, size, size).unwrap();
+    assert_eq!(size, 1, "the rolled-back event is nowhere");
+    assert!(entries[0].entry.contains("event=test.committed"));
+    assert_eq!(log.appended(), 1, "counted once, wherever it was appended");
 }

@@ -110,11 +110,7 @@ fn identification_code(request_id: &str, document_hash: &[u8]) -> String {
 }
 
 fn hex_sha256(data: &[u8]) -> String {
-    digest::digest(&digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(digest::digest(&digest::SHA256, data))
 }
 
 /// The approval's audit detail: the SHA-256 of the request id and of the CMS signature, in
@@ -125,7 +121,7 @@ pub fn approval_detail(request_id: &str, cms: &[u8]) -> String {
 }
 
 fn short_hash(h: &[u8]) -> String {
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(h);
     format!("{}…{}", &hex[..8], &hex[hex.len() - 8..])
 }
 
