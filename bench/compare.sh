@@ -5,8 +5,12 @@
 # ES256-signed JWT access token; wrk sends the identical request (bench/client_credentials.lua)
 # to both, because the reference server resolves a default resource indicator.
 #
+# The machines are shared and noisy, so the two servers take turns: ROUNDS rounds, each one
+# run of ours then one of theirs, and the table gives each server's median over its rounds.
+#
 # Usage: bench/compare.sh [seconds] [connections]
-# Env:   IDENTITY_BIN=path  use this identity-server binary instead of building a release one
+# Env:   ROUNDS=n           rounds of alternating runs (default 3)
+#        IDENTITY_BIN=path  use this identity-server binary instead of building a release one
 #        NODE=path          node binary for oidc-provider (default: the Node.js 22 that
 #                           bench/oidc-provider pins for Linux x64, else node on PATH)
 #        WARMUP=seconds     unmeasured load before each measured run (default 2; lets V8's JIT
@@ -16,6 +20,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-15}
 conns=${2:-16}
 warmup=${WARMUP:-2}
+rounds=${ROUNDS:-3}
 ours_port=18080
 theirs_port=18090
 
@@ -101,20 +106,33 @@ parse() {
     END { printf "%.0f %.2f %.2f %d %d %d\n", rps, p50, p99, bad, total, sock }' "$1"
 }
 
-# Warm up, then measure grants and discovery against one server; results go to $dir/<name>.*
-measure() { # name port pid
+# Warm up, then measure grants and discovery against one server; results go to
+# $dir/<name>.<round>.*
+measure() { # name port round
   local token_url="http://127.0.0.1:$2/token" disco_url="http://127.0.0.1:$2/.well-known/openid-configuration"
   if [ "$warmup" -gt 0 ]; then
     wrk -t1 -c"$conns" -d"${warmup}s" -s bench/client_credentials.lua "$token_url" >/dev/null
     wrk -t1 -c"$conns" -d"${warmup}s" "$disco_url" >/dev/null
   fi
   # One wrk thread, as in token.sh: the Lua done() hook runs per thread.
-  wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/client_credentials.lua "$token_url" >"$dir/$1.token"
-  wrk -t1 -c"$conns" -d"${secs}s" --latency "$disco_url" >"$dir/$1.disco"
-  echo $(( $(ps -o rss= -p "$3") / 1024 )) >"$dir/$1.rss"
-  for f in "$dir/$1.token" "$dir/$1.disco"; do
+  wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/client_credentials.lua "$token_url" >"$dir/$1.$3.token"
+  wrk -t1 -c"$conns" -d"${secs}s" --latency "$disco_url" >"$dir/$1.$3.disco"
+  for f in "$dir/$1.$3.token" "$dir/$1.$3.disco"; do
     grep -q '^Requests/sec' "$f" || { echo "wrk failed against $1:"; cat "$f"; exit 1; }
   done
+}
+
+# One server's runs of one kind -> "median_rps median_p50 median_p99 non2xx total sock rps,rps,..."
+summary() { # name kind
+  local r
+  for r in $(seq "$rounds"); do parse "$dir/$1.$r.$2"; done | awk '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { n++; rps[n] = $1; p50[n] = $2; p99[n] = $3; bad += $4; total += $5; sock += $6
+      all = all (n > 1 ? ", " : "") $1 }
+    END { printf "%.0f %.2f %.2f %d %d %d %s\n", median(rps, n), median(p50, n), median(p99, n), bad, total, sock, all }'
 }
 
 mkdir "$dir/data"
@@ -128,31 +146,36 @@ wait_up $theirs_port "$theirs_pid" "$dir/theirs.log"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "ours:   $bin$(case $bin in *debug*) echo ' (DEBUG build: numbers not meaningful)';; esac)"
 echo "theirs: oidc-provider $theirs_version on node $("$node_bin" --version), NODE_ENV=production, in-memory adapter"
-echo "load:   wrk 1 thread, $conns connections, ${secs}s per run after ${warmup}s warm-up; servers measured one after the other"
+echo "load:   wrk 1 thread, $conns connections, ${secs}s per run after ${warmup}s warm-up; $rounds rounds, the servers taking turns"
 # Assigned first so that a failed check stops the script (set -e ignores it inside echo).
 ours_header=$(check_grant $ours_port)
 theirs_header=$(check_grant $theirs_port)
 echo "ours   access token header: $ours_header"
 echo "theirs access token header: $theirs_header"
 
-# Each server is stopped once measured, so an idle one never shares the cores with the other's run.
-measure ours $ours_port "$ours_pid"
+# Turns, not one server after the other: a neighbour's load on the shared machine then falls
+# on both alike. The idle server takes no measurable CPU while the other is measured.
+for r in $(seq "$rounds"); do
+  measure ours $ours_port "$r"
+  measure theirs $theirs_port "$r"
+done
+ours_rss=$(( $(ps -o rss= -p "$ours_pid") / 1024 ))
+theirs_rss=$(( $(ps -o rss= -p "$theirs_pid") / 1024 ))
 stop "$ours_pid"; ours_pid=
-measure theirs $theirs_port "$theirs_pid"
 stop "$theirs_pid"; theirs_pid=
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "—" }'; }
 echo
-echo "| request | server | requests/s | p50 | p99 | non-2xx | socket errors |"
-echo "|---|---|---|---|---|---|---|"
+echo "| request | server | requests/s (median) | p50 | p99 | non-2xx | socket errors | requests/s of each round |"
+echo "|---|---|---|---|---|---|---|---|"
 for kind in token disco; do
   case $kind in token) what=client_credentials;; disco) what=discovery;; esac
-  read -r o_rps o_p50 o_p99 o_bad o_total o_sock < <(parse "$dir/ours.$kind")
-  read -r t_rps t_p50 t_p99 t_bad t_total t_sock < <(parse "$dir/theirs.$kind")
-  echo "| $what | identity-server | $o_rps | $o_p50 ms | $o_p99 ms | $o_bad of $o_total | $o_sock |"
-  echo "| $what | oidc-provider $theirs_version | $t_rps | $t_p50 ms | $t_p99 ms | $t_bad of $t_total | $t_sock |"
-  echo "| $what | ratio ours/theirs | $(ratio "$o_rps" "$t_rps") | $(ratio "$o_p50" "$t_p50") | $(ratio "$o_p99" "$t_p99") | | |"
+  read -r o_rps o_p50 o_p99 o_bad o_total o_sock o_all < <(summary ours $kind)
+  read -r t_rps t_p50 t_p99 t_bad t_total t_sock t_all < <(summary theirs $kind)
+  echo "| $what | identity-server | $o_rps | $o_p50 ms | $o_p99 ms | $o_bad of $o_total | $o_sock | $o_all |"
+  echo "| $what | oidc-provider $theirs_version | $t_rps | $t_p50 ms | $t_p99 ms | $t_bad of $t_total | $t_sock | $t_all |"
+  echo "| $what | ratio ours/theirs | $(ratio "$o_rps" "$t_rps") | $(ratio "$o_p50" "$t_p50") | $(ratio "$o_p99" "$t_p99") | | | |"
 done
 echo
-echo "RSS after load: identity-server $(cat "$dir/ours.rss") MiB, oidc-provider $(cat "$dir/theirs.rss") MiB"
-echo "(requests/s ratio above 1 favours ours; latency ratios below 1 favour ours)"
+echo "RSS after load: identity-server $ours_rss MiB, oidc-provider $theirs_rss MiB"
+echo "(medians over $rounds rounds; requests/s ratio above 1 favours ours; latency ratios below 1 favour ours)"

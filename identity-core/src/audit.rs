@@ -532,18 +532,45 @@ impl AuditLog {
     /// the request is woken once, when its events are durable, instead of once by the
     /// blocking thread and once more by the writer.
     pub fn submit(&self, events: &[Event], then: impl FnOnce(Result<()>) + Send + 'static) {
+        self.send(
+            events,
+            None,
+            Box::new(move |r: Result<bool>| then(r.map(drop))),
+        );
+    }
+
+    /// Like [`AuditLog::submit`], for an action decided on a copy of the client registrations
+    /// read at `generation`: the events are appended only if, in the transaction that makes
+    /// them durable, the registrations are still at that generation
+    /// ([`storage::clients_generation`](crate::storage::clients_generation)). `then` gets
+    /// `Ok(true)` once they are durable, `Ok(false)` if a client changed in between and
+    /// nothing was written (the action must be decided again), or the error.
+    pub fn submit_if_clients_at(
+        &self,
+        generation: i64,
+        events: &[Event],
+        then: impl FnOnce(Result<bool>) + Send + 'static,
+    ) {
+        self.send(events, Some(generation), Box::new(then));
+    }
+
+    fn send(&self, events: &[Event], clients_at: Option<i64>, then: Then) {
         let entries = events.iter().map(|e| self.entry(e).encode()).collect();
         let sent = match self.inner.wake.lock() {
             Ok(queue) => queue
-                .send(Msg::Append(entries, Box::new(then)))
+                .send(Msg::Append(Append {
+                    entries,
+                    clients_at,
+                    then,
+                }))
                 .map_err(|mpsc::SendError(msg)| msg),
             Err(_) => {
                 then(Err(Error::internal("audit queue poisoned")));
                 return;
             }
         };
-        if let Err(Msg::Append(_, then)) = sent {
-            then(Err(Error::internal("the audit writer has stopped")));
+        if let Err(Msg::Append(a)) = sent {
+            (a.then)(Err(Error::internal("the audit writer has stopped")));
         }
     }
 
@@ -853,15 +880,23 @@ impl AuditLog {
     }
 }
 
-/// What the submitter of an append is told once it is durable (or failed).
-type Then = Box<dyn FnOnce(Result<()>) + Send>;
+/// What the submitter of an append is told: `Ok(true)` once it is durable, `Ok(false)` if its
+/// condition on the clients failed and nothing was written, or why it could not be written.
+type Then = Box<dyn FnOnce(Result<bool>) + Send>;
 
 /// What the writer thread is asked to do.
 enum Msg {
     /// Events were staged in the outbox: move them.
     Wake,
     /// Append these entries, then report whether they are durable.
-    Append(Vec<String>, Then),
+    Append(Append),
+}
+
+struct Append {
+    entries: Vec<String>,
+    /// Appended only if the client registrations are at this generation when they commit.
+    clients_at: Option<i64>,
+    then: Then,
 }
 
 fn writer_loop(
@@ -877,7 +912,7 @@ fn writer_loop(
     let mut outbox_due = true;
     let mut outbox_read = std::time::Instant::now();
     loop {
-        let mut waiting = Vec::new();
+        let mut waiting: Vec<Append> = Vec::new();
         let mut queued = 0;
         let first = match rx.recv_timeout(OUTBOX_EVERY) {
             Ok(m) => Some(m),
@@ -895,49 +930,47 @@ fn writer_loop(
         {
             match msg {
                 Msg::Wake => outbox_due = true,
-                Msg::Append(entries, then) => {
-                    queued += entries.len();
-                    waiting.push((entries, then));
+                Msg::Append(a) => {
+                    queued += a.entries.len();
+                    waiting.push(a);
                     if queued >= MAX_BATCH {
                         break;
                     }
                 }
             }
         }
-        let entries: Vec<&str> = waiting
-            .iter()
-            .flat_map(|(e, _)| e.iter().map(String::as_str))
-            .collect();
         if outbox_read.elapsed() >= OUTBOX_EVERY {
             outbox_due = true;
         }
-        if entries.is_empty() && !outbox_due {
+        if waiting.is_empty() && !outbox_due {
             continue;
         }
         if outbox_due {
             outbox_read = std::time::Instant::now();
         }
-        let result = write_batch(db, clock, &entries, outbox_due);
+        let result = write_batch(db, clock, &waiting, outbox_due);
         // A failed commit leaves whatever was staged for the next one.
         outbox_due &= result.is_err();
-        if let Ok(moved) = &result {
-            appended.fetch_add(
-                moved + entries.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+        if let Ok(w) = &result {
+            appended.fetch_add(w.moved + w.appended, std::sync::atomic::Ordering::Relaxed);
         }
-        let failed = result.as_ref().err().map(|e| e.to_string());
-        for (_, then) in waiting {
-            then(match &failed {
-                None => Ok(()),
-                Some(_) => Err(Error::Unavailable(
-                    "the audit log could not be written".into(),
-                )),
-            });
+        match &result {
+            Ok(w) => {
+                for (a, accepted) in waiting.into_iter().zip(&w.accepted) {
+                    (a.then)(Ok(*accepted));
+                }
+            }
+            Err(_) => {
+                for a in waiting {
+                    (a.then)(Err(Error::Unavailable(
+                        "the audit log could not be written".into(),
+                    )));
+                }
+            }
         }
         match result {
             // A full batch from the outbox: there may be more.
-            Ok(moved) if moved == MAX_BATCH as u64 => match move_batch(db, clock) {
+            Ok(w) if w.moved == MAX_BATCH as u64 => match move_batch(db, clock) {
                 Ok(more) => {
                     appended.fetch_add(more, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -951,25 +984,54 @@ fn writer_loop(
     }
 }
 
+/// What one group commit did.
+struct Written {
+    /// Entries moved from the outbox.
+    moved: u64,
+    /// Entries appended directly.
+    appended: u64,
+    /// For each direct append, whether it went in (its condition on the clients held).
+    accepted: Vec<bool>,
+}
+
 /// One group commit: under the audit lock, moves up to a batch of staged events from the
-/// outbox into the tree (if `move_staged`), then appends `direct` entries. Returns how many
-/// came from the outbox.
-fn write_batch(db: &Db, clock: &Clock, direct: &[&str], move_staged: bool) -> Result<u64> {
+/// outbox into the tree (if `move_staged`), then appends the direct entries whose condition
+/// holds, all in one transaction.
+fn write_batch(db: &Db, clock: &Clock, direct: &[Append], move_staged: bool) -> Result<Written> {
     let now = clock.now();
     db.tx(|conn| {
         lock_audit_log(conn)?;
         let moved = if move_staged { move_in(conn, now)? } else { 0 };
-        if !direct.is_empty() {
-            append_in(conn, now, direct)?;
+        // Read once per batch, and only if some append depends on it.
+        let clients = match direct.iter().any(|a| a.clients_at.is_some()) {
+            true => Some(crate::storage::clients_generation(conn)?),
+            false => None,
+        };
+        let accepted: Vec<bool> = direct
+            .iter()
+            .map(|a| a.clients_at.is_none() || a.clients_at == clients)
+            .collect();
+        let entries: Vec<&str> = direct
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, ok)| **ok)
+            .flat_map(|(a, _)| a.entries.iter().map(String::as_str))
+            .collect();
+        if !entries.is_empty() {
+            append_in(conn, now, &entries)?;
         }
-        Ok(moved)
+        Ok(Written {
+            moved,
+            appended: entries.len() as u64,
+            accepted,
+        })
     })
 }
 
 /// Moves up to a batch of staged events into the tree, in one transaction under the audit
 /// lock: the tree grows and the outbox shrinks together.
 fn move_batch(db: &Db, clock: &Clock) -> Result<u64> {
-    write_batch(db, clock, &[], true)
+    write_batch(db, clock, &[], true).map(|w| w.moved)
 }
 
 fn move_in(conn: &mut DbConnection, now: i64) -> Result<u64> {

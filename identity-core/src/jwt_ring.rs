@@ -32,6 +32,7 @@
 
 use std::fmt;
 use std::ptr;
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{new_error, ErrorKind, Result as JwtResult};
@@ -216,8 +217,7 @@ fn scheme_for(alg: Algorithm) -> JwtResult<Scheme> {
 // Signing
 // ---------------------------------------------------------------------------
 
-/// A parsed ring private key. Parsing happens once per `signer_factory` call
-/// (i.e. once per `encode`), mirroring the built-in providers.
+/// A parsed ring private key.
 enum SigningKey {
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
@@ -226,9 +226,33 @@ enum SigningKey {
 
 struct RingSigner {
     alg: Algorithm,
-    key: SigningKey,
+    key: Arc<SigningKey>,
     /// ECDSA nonces and PSS salts need randomness; ring takes it explicitly.
     rng: SystemRandom,
+}
+
+/// How many parsed keys are kept: a few per algorithm covers the active, pre-published and
+/// recently retired keys of a rotation.
+const PARSED_KEYS: usize = 16;
+
+/// Keys already parsed, by algorithm and the SHA-256 of their DER (the hash, not the key
+/// bytes, so no second copy of the DER outlives its `EncodingKey`). `encode` asks for a new
+/// signer for every token, and parsing is not cheap: ring checks a P-256 key by computing its
+/// public point, as costly as the signature itself, and an RSA key by far more.
+static PARSED: Mutex<Vec<ParsedKey>> = Mutex::new(Vec::new());
+
+/// A parsed key: its algorithm, the SHA-256 of its DER, and the key.
+type ParsedKey = (Algorithm, [u8; 32], Arc<SigningKey>);
+
+fn parse_signing_key(scheme: &Scheme, der: &[u8], rng: &SystemRandom) -> JwtResult<SigningKey> {
+    Ok(match scheme {
+        Scheme::Ecdsa { signing, .. } => SigningKey::Ecdsa(
+            EcdsaKeyPair::from_pkcs8(signing, der, rng)
+                .map_err(|_| new_error(ErrorKind::InvalidEcdsaKey))?,
+        ),
+        Scheme::Ed25519 => SigningKey::Ed25519(parse_ed25519_pkcs8(der)?),
+        Scheme::Rsa { padding, .. } => SigningKey::Rsa(parse_rsa_private_key(der)?, *padding),
+    })
 }
 
 fn new_signer(alg: &Algorithm, key: &EncodingKey) -> JwtResult<Box<dyn JwtSigner>> {
@@ -239,13 +263,26 @@ fn new_signer(alg: &Algorithm, key: &EncodingKey) -> JwtResult<Box<dyn JwtSigner
     }
     let rng = SystemRandom::new();
     let der = key.as_bytes();
-    let parsed = match scheme {
-        Scheme::Ecdsa { signing, .. } => SigningKey::Ecdsa(
-            EcdsaKeyPair::from_pkcs8(signing, der, &rng)
-                .map_err(|_| new_error(ErrorKind::InvalidEcdsaKey))?,
-        ),
-        Scheme::Ed25519 => SigningKey::Ed25519(parse_ed25519_pkcs8(der)?),
-        Scheme::Rsa { padding, .. } => SigningKey::Rsa(parse_rsa_private_key(der)?, padding),
+    let mut id = [0u8; 32];
+    id.copy_from_slice(digest::digest(&digest::SHA256, der).as_ref());
+    let cached = PARSED.lock().ok().and_then(|keys| {
+        keys.iter()
+            .find(|(a, h, _)| a == alg && *h == id)
+            .map(|(_, _, k)| k.clone())
+    });
+    let parsed = match cached {
+        Some(k) => k,
+        None => {
+            // Parsed outside the lock; a key that does not parse is not remembered.
+            let k = Arc::new(parse_signing_key(&scheme, der, &rng)?);
+            if let Ok(mut keys) = PARSED.lock() {
+                if keys.len() >= PARSED_KEYS {
+                    keys.remove(0);
+                }
+                keys.push((*alg, id, k.clone()));
+            }
+            k
+        }
     };
     Ok(Box::new(RingSigner {
         alg: *alg,
@@ -256,7 +293,7 @@ fn new_signer(alg: &Algorithm, key: &EncodingKey) -> JwtResult<Box<dyn JwtSigner
 
 impl Signer<Vec<u8>> for RingSigner {
     fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
-        match &self.key {
+        match &*self.key {
             SigningKey::Ecdsa(pair) => pair
                 .sign(&self.rng, msg)
                 .map(|sig| sig.as_ref().to_vec())
@@ -582,6 +619,27 @@ mod tests {
         let jwk = public_jwk(&enc, Algorithm::ES256).unwrap();
         assert_eq!(jwk, Jwk::from_encoding_key(&enc, Algorithm::ES256).unwrap());
         roundtrip(Algorithm::ES256, &enc, &decoding_key_from_jwk(&jwk));
+    }
+
+    #[test]
+    fn remembered_keys_never_sign_for_another_key() {
+        setup();
+        // More keys than are remembered, used in turns twice: each signature comes from
+        // its own key, whether parsed now, remembered, or parsed again after eviction.
+        let keys: Vec<_> = (0..PARSED_KEYS + 4).map(|_| ring_p256()).collect();
+        for _ in 0..2 {
+            for (i, (enc, point)) in keys.iter().enumerate() {
+                let token = roundtrip(Algorithm::ES256, enc, &DecodingKey::from_ec_der(point));
+                let (_, other) = &keys[(i + 1) % keys.len()];
+                let v = validation(Algorithm::ES256);
+                assert!(decode::<Claims>(&token, &DecodingKey::from_ec_der(other), &v).is_err());
+            }
+        }
+        // The same DER under another algorithm is not taken from memory: P-256 is no
+        // P-384 key.
+        let (enc, _) = &keys[0];
+        sign(Algorithm::ES256, enc);
+        assert!(encode(&Header::new(Algorithm::ES384), &claims(), enc).is_err());
     }
 
     #[test]

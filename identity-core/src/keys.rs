@@ -330,19 +330,18 @@ impl KeyStore {
 
     /// The key of `alg` that signs now: the newest one already active and not retired.
     pub fn signer(&self, alg: SigningAlg) -> Result<Signer> {
-        let now = self.clock.now();
-        self.keys()?
-            .iter()
-            .filter(|k| {
-                k.alg == alg && k.active_from <= now && k.retired_at.is_none_or(|r| r > now)
-            })
-            .max_by_key(|k| k.active_from)
-            .map(|k| Signer {
-                kid: k.kid.clone(),
-                alg: k.alg,
-                encoding: k.encoding.clone(),
-            })
+        active_signer(&self.keys()?, alg, self.clock.now())
             .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))
+    }
+
+    /// Like [`KeyStore::signer`] from memory alone: `None` when the cached keys are due for
+    /// a reload, which only [`KeyStore::signer`] does. For work on an async thread, which
+    /// must not wait for the database.
+    pub fn cached_signer(&self, alg: SigningAlg) -> Option<Signer> {
+        let now = self.clock.now();
+        let c = self.cache.read().ok()?;
+        let fresh = c.loaded_at != i64::MIN && now - c.loaded_at < CACHE_SECONDS;
+        fresh.then(|| active_signer(&c.keys, alg, now)).flatten()
     }
 
     /// The JWKS document.
@@ -455,6 +454,18 @@ impl Signer {
         header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(Error::internal)
     }
+}
+
+/// The key of `alg` that signs at `now`: the newest one already active and not retired.
+fn active_signer(keys: &[LoadedKey], alg: SigningAlg, now: i64) -> Option<Signer> {
+    keys.iter()
+        .filter(|k| k.alg == alg && k.active_from <= now && k.retired_at.is_none_or(|r| r > now))
+        .max_by_key(|k| k.active_from)
+        .map(|k| Signer {
+            kid: k.kid.clone(),
+            alg: k.alg,
+            encoding: k.encoding.clone(),
+        })
 }
 
 /// `at_hash`: the left half of the hash of the access token that the ID token's algorithm

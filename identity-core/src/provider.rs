@@ -23,6 +23,7 @@ use crate::schema::*;
 use crate::storage::{Db, DbConnection};
 use crate::throttle::ThrottleConfig;
 
+mod client_credentials;
 mod enrolment;
 mod logout;
 mod passkeys;
@@ -484,6 +485,10 @@ struct Inner {
     id_docs: KeyedHash,
     client_jwks: crate::client_auth::JwksCache,
     dpop_nonces: KeyedHash,
+    /// Secret-authenticated clients as last read, for client_credentials grants.
+    client_cache: client_credentials::ClientCache,
+    /// client_credentials grants answered from memory (for the metrics).
+    grants_from_memory: std::sync::atomic::AtomicU64,
 }
 
 /// The provider; cheap to clone.
@@ -575,6 +580,18 @@ fn claims_request(text: &str) -> std::result::Result<(Scopes, Option<&'static st
     Ok((Scopes::parse(&scopes.join(" ")), acr))
 }
 
+/// The scope a grant asks for, which must lie within `allowed`; all of `allowed` when it
+/// asks for none.
+fn asked_within(allowed: Scopes, asked: Option<&str>, refusal: &str) -> Result<Scopes> {
+    let Some(asked) = asked.map(Scopes::parse) else {
+        return Ok(allowed);
+    };
+    if !allowed.covers(&asked) {
+        return Err(Error::InvalidScope(refusal.into()));
+    }
+    Ok(asked)
+}
+
 fn normalize_username(s: &str) -> String {
     s.trim().to_lowercase()
 }
@@ -601,6 +618,8 @@ impl Provider {
                 webauthn,
                 id_docs: kek.derive(Purpose::IdDocument),
                 dpop_nonces: kek.derive(Purpose::DpopNonce),
+                client_cache: Default::default(),
+                grants_from_memory: Default::default(),
                 client_jwks: crate::client_auth::JwksCache::new(
                     config.jwks_fetcher.clone(),
                     clock.clone(),
@@ -623,6 +642,14 @@ impl Provider {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+
+    /// How many client_credentials grants this process answered from its memory of the
+    /// client, without reading the database.
+    pub fn grants_from_memory(&self) -> u64 {
+        self.inner
+            .grants_from_memory
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs blocking work that may produce audit events; every event is durable before
@@ -862,6 +889,9 @@ impl Provider {
                 .inner
                 .db
                 .with(|conn| Ok(diesel::delete(clients::table.find(&id)).execute(conn)?))?;
+            // Not needed for correctness (the generation has moved), but spares a grant
+            // from memory that would only be refused at its commit.
+            this.inner.client_cache.forget(&id);
             if n == 0 {
                 return Err(Error::NotFound);
             }
@@ -1875,6 +1905,9 @@ impl Provider {
                 return self.authenticate_assertion(conn, id.as_deref(), assertion)
             }
         };
+        // Read before the client, so that a change in between leaves the copy remembered
+        // under the older generation, which a grant from memory then finds out of date.
+        let generation = crate::storage::clients_generation(conn)?;
         let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
         // A client with registered keys proves itself with them, and only with them.
         if client.uses_keys() {
@@ -1893,6 +1926,7 @@ impl Provider {
             (None, None) => {}
             _ => return Err(Error::InvalidClient),
         }
+        self.inner.client_cache.remember(generation, &client);
         Ok(client)
     }
 
@@ -2032,6 +2066,9 @@ impl Provider {
 
     /// The token endpoint: authenticates the client and runs the grant.
     pub async fn token(&self, auth: ClientAuth, input: TokenInput) -> Result<TokenResponse> {
+        if let Some(answer) = self.remembered_grant(&auth, &input).await {
+            return answer;
+        }
         self.run(move |this, ev| this.token_blocking(auth, input, ev))
             .await
     }
@@ -2326,19 +2363,11 @@ impl Provider {
             if active == 0 {
                 return Ok(Outcome::Refused("the account is not active"));
             }
-            let original = Scopes::parse(&row.scope);
-            let scope = match input.scope.as_deref() {
-                None => original,
-                Some(s) => {
-                    let asked = Scopes::parse(s);
-                    if !original.covers(&asked) {
-                        return Err(Error::InvalidScope(
-                            "a refresh cannot widen the scope".into(),
-                        ));
-                    }
-                    asked
-                }
-            };
+            let scope = asked_within(
+                Scopes::parse(&row.scope),
+                input.scope.as_deref(),
+                "a refresh cannot widen the scope",
+            )?;
             let grant = Grant {
                 grant_type: "refresh_token",
                 family_id: row.family_id,
@@ -2357,70 +2386,6 @@ impl Provider {
             )))
         })?;
         outcome.into_result()
-    }
-
-    fn client_credentials_grant(
-        &self,
-        client: Client,
-        input: TokenInput,
-        jkt: Option<String>,
-        ev: &mut Vec<Event>,
-    ) -> Result<TokenResponse> {
-        if !client.is_confidential() {
-            return Err(Error::UnauthorizedClient(
-                "client_credentials is for confidential clients",
-            ));
-        }
-        let registered = Scopes::parse(
-            &client
-                .scopes
-                .iter()
-                .filter(|s| !is_citizen_scope(s))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        let scope = match input.scope.as_deref() {
-            None => registered,
-            Some(s) => {
-                let asked = Scopes::parse(s);
-                if !registered.covers(&asked) {
-                    return Err(Error::InvalidScope(
-                        "the scope is not registered for this client's back end".into(),
-                    ));
-                }
-                asked
-            }
-        };
-        let now = self.inner.clock.now();
-        let claims = AccessClaims {
-            iss: self.inner.config.issuer.clone(),
-            sub: client.id.clone(),
-            aud: self.inner.config.issuer.clone(),
-            client_id: client.id.clone(),
-            scope: scope.to_string(),
-            iat: now,
-            exp: now + self.inner.config.access_token_ttl,
-            jti: random_token(),
-            auth_time: None,
-            acr: None,
-            amr: None,
-            fid: None,
-            cnf: jkt.as_deref().map(crate::dpop::confirmation),
-        };
-        let access_token = self.inner.keys.sign(SigningAlg::Es256, "at+jwt", &claims)?;
-        ev.push(
-            Event::new("token.issued", Audited::Success)
-                .client(&client.id)
-                .detail(format!("client_credentials {scope}")),
-        );
-        Ok(TokenResponse {
-            access_token,
-            token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
-            expires_in: self.inner.config.access_token_ttl,
-            id_token: None,
-            refresh_token: None,
-            scope: scope.to_string(),
-        })
     }
 
     /// The keys a client's tokens are signed with, loaded before any transaction so that

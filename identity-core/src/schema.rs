@@ -289,6 +289,13 @@ diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(signing_requests -> clients (client_id));
 
 diesel::table! {
+    clients_generation (id) {
+        id -> Integer,
+        generation -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_entries (idx) {
         idx -> BigInt,
         entry -> Text,

@@ -35,6 +35,7 @@ both!(
     entries_carry_pseudonyms_not_ids,
     a_busy_writer_still_moves_staged_events,
     staged_events_commit_with_their_transaction,
+    appends_on_a_client_generation_wait_for_it,
 );
 
 fn event(i: usize) -> Event {
@@ -332,4 +333,76 @@ async fn staged_events_commit_with_their_transaction(backend: Backend) {
     assert_eq!(size, 1, "the rolled-back event is nowhere");
     assert!(entries[0].entry.contains("event=test.committed"));
     assert_eq!(log.appended(), 1, "counted once, wherever it was appended");
+}
+
+/// Submits `events` on the condition that the clients are at `generation`; what the writer
+/// answered.
+async fn submit_at(log: &AuditLog, generation: i64, events: &[Event]) -> bool {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    log.submit_if_clients_at(generation, events, move |r| {
+        let _ = done.send(r);
+    });
+    answer.await.unwrap().unwrap()
+}
+
+async fn appends_on_a_client_generation_wait_for_it(backend: Backend) {
+    use identity_core::storage::{clients_generation, DbConnection};
+    let (db, _dir) = fresh_db(backend);
+    let log = AuditLog::open(db.clone(), &Kek::generate(), Clock::system(), "test/audit").unwrap();
+    let generation = |db: &identity_core::storage::Db| db.with(clients_generation).unwrap();
+    // Any statement on the clients table moves the generation, as a trigger in its
+    // transaction: a plain SQL change by an operator as much as the provider's own.
+    let sql = |db: &identity_core::storage::Db, statement: &str| {
+        use diesel::connection::SimpleConnection;
+        db.with(|c: &mut DbConnection| Ok(c.batch_execute(statement)?))
+            .unwrap()
+    };
+    let g0 = generation(&db);
+    sql(
+        &db,
+        "INSERT INTO clients (id, name, department, sector, secret_hash, redirect_uris, scopes, \
+         id_token_alg, created_at, fapi) VALUES ('c', 'C', 'D', 'D', NULL, '[]', '', 'ES256', 0, 0)",
+    );
+    let g1 = generation(&db);
+    assert!(g1 > g0, "an insert moves it");
+    sql(&db, "UPDATE clients SET scopes = 'signing' WHERE id = 'c'");
+    let g2 = generation(&db);
+    assert!(g2 > g1, "an update moves it");
+    // A rolled-back change leaves it where it was.
+    let rolled_back: identity_core::Result<()> = db.tx(|c| {
+        use diesel::connection::SimpleConnection;
+        c.batch_execute("DELETE FROM clients WHERE id = 'c'")?;
+        Err(identity_core::Error::internal("changed my mind"))
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(generation(&db), g2);
+
+    // At the current generation the events go in; behind it nothing is written, and the
+    // submitter is told so rather than given an error.
+    assert!(submit_at(&log, g2, &[event(1), event(2)]).await);
+    assert_eq!(log.size().unwrap(), 2);
+    sql(&db, "DELETE FROM clients WHERE id = 'c'");
+    assert!(generation(&db) > g2, "a delete moves it");
+    assert!(!submit_at(&log, g2, &[event(3)]).await);
+    assert_eq!(log.size().unwrap(), 2);
+    // In one group commit, the refused ones stay out and the rest go in, in order.
+    let now = generation(&db);
+    let (stale, current) = ([event(4)], [event(5)]);
+    let (a, b, c) = tokio::join!(
+        submit_at(&log, g1, &stale),
+        submit_at(&log, now, &current),
+        log.record(event(6)),
+    );
+    assert!(!a && b);
+    c.unwrap();
+    let details: Vec<String> = log
+        .entries(0, 10, 10)
+        .unwrap()
+        .iter()
+        .map(|r| Entry::decode(&r.entry).unwrap().detail)
+        .collect();
+    let mut tail = details[2..].to_vec();
+    tail.sort();
+    assert_eq!(details[..2], ["n1", "n2"]);
+    assert_eq!(tail, ["n5", "n6"]);
 }

@@ -46,6 +46,7 @@ both!(
     refresh_rotation_and_reuse,
     client_authentication,
     client_credentials_scopes,
+    remembered_clients_follow_every_change,
     throttling_and_lockout,
     weak_hash_rehashed_at_login,
     consent_withdrawal_revokes,
@@ -548,6 +549,92 @@ async fn client_credentials_scopes(backend: Backend) {
         f.provider.token(public, cc(None)).await,
         Err(Error::UnauthorizedClient(_))
     ));
+}
+
+async fn remembered_clients_follow_every_change(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    let f = fixture(backend).await;
+    let cc = TokenInput {
+        grant_type: Some("client_credentials".into()),
+        scope: Some("signing".into()),
+        ..Default::default()
+    };
+    let issued = || {
+        let log = f.provider.audit();
+        log.flush().unwrap();
+        let n = log.size().unwrap();
+        let all = log.entries(0, n, n).unwrap();
+        all.iter()
+            .filter(|e| e.entry.contains("event=token.issued"))
+            .count()
+    };
+    let sql = |statement: &str| f.db.with(|c| Ok(c.batch_execute(statement)?)).unwrap();
+    // The first grant reads the client; the next one is answered from memory, and audited
+    // all the same.
+    f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    assert_eq!(f.provider.grants_from_memory(), 0);
+    let ok = f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    assert_eq!(f.provider.grants_from_memory(), 1);
+    let claims = jwt_claims(&ok.access_token);
+    assert_eq!(
+        (&claims["sub"], &claims["scope"]),
+        (&"eservice".into(), &"signing".into())
+    );
+    assert_eq!(issued(), 2);
+    // Refusals are never answered from memory.
+    let wrong = ClientAuth::Secret {
+        id: "eservice".into(),
+        secret: identity_core::model::ClientSecret::new("not the secret"),
+    };
+    assert!(matches!(
+        f.provider.token(wrong, cc.clone()).await,
+        Err(Error::InvalidClient)
+    ));
+    let admin = TokenInput {
+        scope: Some("admin".into()),
+        ..cc.clone()
+    };
+    assert!(matches!(
+        f.provider.token(f.secret_auth(), admin).await,
+        Err(Error::InvalidScope(_))
+    ));
+    assert_eq!(f.provider.grants_from_memory(), 1);
+
+    // Changed behind this process's back (an operator's SQL): the copy in memory still has
+    // the scope, but the grant made from it is refused at its commit and decided again.
+    let registered: String =
+        f.db.with(|c| {
+            use diesel::prelude::*;
+            use identity_core::schema::clients;
+            Ok(clients::table
+                .find("eservice")
+                .select(clients::scopes)
+                .first(c)?)
+        })
+        .unwrap();
+    sql("UPDATE clients SET scopes = 'openid' WHERE id = 'eservice'");
+    assert!(matches!(
+        f.provider.token(f.secret_auth(), cc.clone()).await,
+        Err(Error::InvalidScope(_))
+    ));
+    assert_eq!(f.provider.grants_from_memory(), 1);
+    assert_eq!(issued(), 2, "the refused grant left no event");
+    sql(&format!(
+        "UPDATE clients SET scopes = '{registered}' WHERE id = 'eservice'"
+    ));
+    f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    assert_eq!(f.provider.grants_from_memory(), 2);
+
+    // Removed by another replica on the same database.
+    let other = Provider::new(f.db.clone(), f.kek.clone(), f.clock.clone(), config()).unwrap();
+    other.remove_client("eservice").await.unwrap();
+    assert!(matches!(
+        f.provider.token(f.secret_auth(), cc.clone()).await,
+        Err(Error::InvalidClient)
+    ));
+    assert_eq!(f.provider.grants_from_memory(), 2);
+    assert_eq!(issued(), 4);
 }
 
 async fn throttling_and_lockout(backend: Backend) {

@@ -42,6 +42,9 @@ pub struct Metrics {
     /// What `audit_appends` last counted up to.
     audit_appends_seen: Seen,
     checkpoint_age: IntGauge,
+    grants_from_memory: prometheus::IntCounter,
+    /// What `grants_from_memory` last counted up to.
+    grants_from_memory_seen: Seen,
 }
 
 impl Metrics {
@@ -100,6 +103,11 @@ impl Metrics {
             "Seconds since the newest signed audit checkpoint (-1: none yet)",
         )
         .map_err(e)?;
+        let grants_from_memory = prometheus::IntCounter::new(
+            "token_grants_from_memory_total",
+            "client_credentials grants answered from this process's copy of the client",
+        )
+        .map_err(e)?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -110,6 +118,7 @@ impl Metrics {
             Box::new(audit_size.clone()),
             Box::new(audit_appends.clone()),
             Box::new(checkpoint_age.clone()),
+            Box::new(grants_from_memory.clone()),
         ] {
             registry.register(c).map_err(e)?;
         }
@@ -126,6 +135,8 @@ impl Metrics {
             audit_appends,
             audit_appends_seen: Default::default(),
             checkpoint_age,
+            grants_from_memory,
+            grants_from_memory_seen: Default::default(),
         })
     }
 
@@ -167,6 +178,10 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
             .latest_checkpoint_time()?
             .map_or(-1, |t| provider.clock().now() - t);
         m.checkpoint_age.set(age);
+        m.grants_from_memory.inc_by(
+            m.grants_from_memory_seen
+                .since(provider.grants_from_memory()),
+        );
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&m.registry.gather(), &mut out)

@@ -57,12 +57,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/jwks", web::get().to(jwks))
     .route("/authorize", web::get().to(authorize))
     .route("/authorize", web::post().to(authorize))
-    .route("/interaction/{id}", web::get().to(interaction))
-    .route("/interaction/{id}/login", web::post().to(interaction_login))
-    .route(
-        "/interaction/{id}/consent",
-        web::post().to(interaction_consent),
-    )
+    // Routes with a path parameter come after the fixed paths: each one a request passes
+    // on its way costs a regular-expression match, and `/token` is the busiest route.
     .route("/token", web::post().to(token))
     .route("/par", web::post().to(par))
     .route("/healthz", web::get().to(healthz))
@@ -84,6 +80,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/end-session/confirm", web::post().to(end_session_confirm))
     .route("/logout", web::get().to(logout_page))
     .route("/logout", web::post().to(logout))
+    .route("/interaction/{id}", web::get().to(interaction))
+    .route("/interaction/{id}/login", web::post().to(interaction_login))
+    .route(
+        "/interaction/{id}/consent",
+        web::post().to(interaction_consent),
+    )
     .route(
         "/interaction/{id}/passkey",
         web::post().to(interaction_passkey),

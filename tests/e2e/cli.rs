@@ -166,6 +166,27 @@ async fn admin_commands(backend: Backend) {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["scope"], "signing");
+    // The second grant is answered from the server's memory of the client; the removal by
+    // another process must still take effect at once.
+    let grant = || {
+        http.post(format!("{base}/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    assert_eq!(grant().await.unwrap().status(), 200);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("identity_token_grants_from_memory_total 1\n"),
+        "{metrics}"
+    );
     let (ok, _, _) = run(&cfg, &["client", "remove", &id], None);
     assert!(ok);
     let r = http
