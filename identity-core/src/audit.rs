@@ -1004,7 +1004,7 @@ fn write_batch(db: &Db, clock: &Clock, direct: &[Append], move_staged: bool) -> 
         let moved = if move_staged { move_in(conn, now)? } else { 0 };
         // Read once per batch, and only if some append depends on it.
         let clients = match direct.iter().any(|a| a.clients_at.is_some()) {
-            true => Some(crate::storage::clients_generation(conn)?),
+            true => crate::storage::clients_generation_held(conn)?,
             false => None,
         };
         let accepted: Vec<bool> = direct

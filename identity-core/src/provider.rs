@@ -1907,7 +1907,11 @@ impl Provider {
         };
         // Read before the client, so that a change in between leaves the copy remembered
         // under the older generation, which a grant from memory then finds out of date.
-        let generation = crate::storage::clients_generation(conn)?;
+        // Only a client with a secret is ever remembered.
+        let generation = match secret {
+            Some(_) => crate::storage::clients_generation(conn)?,
+            None => None,
+        };
         let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
         // A client with registered keys proves itself with them, and only with them.
         if client.uses_keys() {
@@ -1926,7 +1930,9 @@ impl Provider {
             (None, None) => {}
             _ => return Err(Error::InvalidClient),
         }
-        self.inner.client_cache.remember(generation, &client);
+        if let Some(generation) = generation {
+            self.inner.client_cache.remember(generation, &client);
+        }
         Ok(client)
     }
 

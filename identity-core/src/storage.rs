@@ -359,14 +359,41 @@ pub fn lock_audit_log(conn: &mut DbConnection) -> Result<()> {
     Ok(())
 }
 
-/// The generation of the client registrations. Triggers move it in every transaction that
-/// adds, changes or removes a client, whichever process runs it, so a copy of a client read
-/// at generation `g` is still exact in any later transaction that reads `g` here.
-pub fn clients_generation(conn: &mut DbConnection) -> Result<i64> {
+/// The generation of the client registrations: a stamp that triggers replace with a random
+/// value in every transaction that adds, changes or removes a client, whichever process runs
+/// it (migration `clients_generation`). Random rather than counted, so that a database
+/// restored from a backup cannot bring back a value a process remembers with other clients
+/// behind it. A copy of a client read after stamp `g` is exact in any later transaction that
+/// still reads `g`. `None` if the row is missing (a damaged database): nothing is then
+/// remembered, and every grant reads the database.
+pub fn clients_generation(conn: &mut DbConnection) -> Result<Option<i64>> {
     use crate::schema::clients_generation as g;
     use diesel::prelude::*;
     // get_result, not first: a bound LIMIT makes SQLite compile the statement every time.
-    Ok(g::table.find(1).select(g::generation).get_result(conn)?)
+    Ok(g::table
+        .find(1)
+        .select(g::generation)
+        .get_result(conn)
+        .optional()?)
+}
+
+/// [`clients_generation`] for a transaction whose commit must not come after a change to the
+/// clients that it did not see. On PostgreSQL the row is locked `FOR SHARE` until the
+/// transaction ends: a change begun before waits for it, and one already written but not yet
+/// committed is waited for and then read. SQLite's transactions hold its one write lock,
+/// so no change can come in between anyway.
+pub fn clients_generation_held(conn: &mut DbConnection) -> Result<Option<i64>> {
+    use crate::schema::clients_generation as g;
+    use diesel::prelude::*;
+    match conn {
+        DbConnection::Postgres(c) => Ok(g::table
+            .find(1)
+            .select(g::generation)
+            .for_share()
+            .get_result(c)
+            .optional()?),
+        DbConnection::Sqlite(_) => clients_generation(conn),
+    }
 }
 
 /// Whether audit events staged in a transaction go into the tree inside that transaction.

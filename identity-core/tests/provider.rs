@@ -635,6 +635,25 @@ async fn remembered_clients_follow_every_change(backend: Backend) {
     ));
     assert_eq!(f.provider.grants_from_memory(), 2);
     assert_eq!(issued(), 4);
+
+    // Without the generation row (a damaged database) nothing is remembered, and grants
+    // still work, from the database.
+    let (_, secret) = f
+        .provider
+        .register_client(client("svc", "Dept B", false))
+        .await
+        .unwrap();
+    sql("DELETE FROM clients_generation");
+    let secret = secret.unwrap().expose().to_owned();
+    let svc = || ClientAuth::Secret {
+        id: "svc".into(),
+        secret: identity_core::model::ClientSecret::new(secret.clone()),
+    };
+    for _ in 0..3 {
+        f.provider.token(svc(), cc.clone()).await.unwrap();
+    }
+    assert_eq!(f.provider.grants_from_memory(), 2);
+    assert_eq!(issued(), 7);
 }
 
 async fn throttling_and_lockout(backend: Backend) {
