@@ -108,14 +108,24 @@ parse() {
 
 # Warm up, then measure grants and discovery against one server; results go to
 # $dir/<name>.<round>.*
-measure() { # name port round
+# CPU seconds (user + system, all threads) a process has used so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+measure() { # name port round pid
   local token_url="http://127.0.0.1:$2/token" disco_url="http://127.0.0.1:$2/.well-known/openid-configuration"
   if [ "$warmup" -gt 0 ]; then
     wrk -t1 -c"$conns" -d"${warmup}s" -s bench/client_credentials.lua "$token_url" >/dev/null
     wrk -t1 -c"$conns" -d"${warmup}s" "$disco_url" >/dev/null
   fi
   # One wrk thread, as in token.sh: the Lua done() hook runs per thread.
+  local t0 t1
+  t0=$(cpu_ticks "$4")
   wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/client_credentials.lua "$token_url" >"$dir/$1.$3.token"
+  t1=$(cpu_ticks "$4")
+  # The server's CPU per grant: steadier than the rate on a shared machine, where time
+  # taken by a neighbour is not the server's CPU.
+  awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/ requests in / { printf "%.1f\n", t * 1e6 / hz / $1 }' \
+    "$dir/$1.$3.token" >"$dir/$1.$3.cpu"
   wrk -t1 -c"$conns" -d"${secs}s" --latency "$disco_url" >"$dir/$1.$3.disco"
   for f in "$dir/$1.$3.token" "$dir/$1.$3.disco"; do
     grep -q '^Requests/sec' "$f" || { echo "wrk failed against $1:"; cat "$f"; exit 1; }
@@ -156,8 +166,8 @@ echo "theirs access token header: $theirs_header"
 # Turns, not one server after the other: a neighbour's load on the shared machine then falls
 # on both alike. The idle server takes no measurable CPU while the other is measured.
 for r in $(seq "$rounds"); do
-  measure ours $ours_port "$r"
-  measure theirs $theirs_port "$r"
+  measure ours $ours_port "$r" "$ours_pid"
+  measure theirs $theirs_port "$r" "$theirs_pid"
 done
 ours_rss=$(( $(ps -o rss= -p "$ours_pid") / 1024 ))
 theirs_rss=$(( $(ps -o rss= -p "$theirs_pid") / 1024 ))
@@ -176,6 +186,15 @@ for kind in token disco; do
   echo "| $what | oidc-provider $theirs_version | $t_rps | $t_p50 ms | $t_p99 ms | $t_bad of $t_total | $t_sock | $t_all |"
   echo "| $what | ratio ours/theirs | $(ratio "$o_rps" "$t_rps") | $(ratio "$o_p50" "$t_p50") | $(ratio "$o_p99" "$t_p99") | | | |"
 done
+cpu_median() { # name -> "median, then each round's"
+  local r
+  for r in $(seq "$rounds"); do cat "$dir/$1.$r.cpu"; done | awk '
+    { n++; v[n] = $1; all = all (n > 1 ? ", " : "") $1 }
+    END { for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+          m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+          printf "%.1f µs (rounds: %s)\n", m, all }'
+}
 echo
+echo "server CPU per client_credentials grant (median): identity-server $(cpu_median ours), oidc-provider $(cpu_median theirs)"
 echo "RSS after load: identity-server $ours_rss MiB, oidc-provider $theirs_rss MiB"
 echo "(medians over $rounds rounds; requests/s ratio above 1 favours ours; latency ratios below 1 favour ours)"
