@@ -592,6 +592,17 @@ fn asked_within(allowed: Scopes, asked: Option<&str>, refusal: &str) -> Result<S
     Ok(asked)
 }
 
+/// A generated client id: random, and never starting with `-`, which the command line
+/// (`client remove ID`) would read as an option.
+fn new_client_id() -> String {
+    loop {
+        let id = random_id();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
 fn normalize_username(s: &str) -> String {
     s.trim().to_lowercase()
 }
@@ -775,7 +786,7 @@ impl Provider {
             check_redirect_uri(uri)?;
         }
         let alg = SigningAlg::parse(new.id_token_alg.as_deref().unwrap_or("ES256"))?;
-        let id = new.id.unwrap_or_else(random_id);
+        let id = new.id.unwrap_or_else(new_client_id);
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::InvalidRequest(
                 "client id must be 1-128 visible ASCII characters".into(),
@@ -3027,4 +3038,14 @@ enum Decision {
     Login,
     Consent(Vec<String>),
     Issue(Session),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_client_ids_never_look_like_an_option() {
+        // A random base64url id starts with '-' once in 64 draws; among 10,000 one would
+        // all but surely do so.
+        assert!((0..10_000).all(|_| !super::new_client_id().starts_with('-')));
+    }
 }

@@ -187,8 +187,8 @@ async fn admin_commands(backend: Backend) {
         metrics.contains("identity_token_grants_from_memory_total 1\n"),
         "{metrics}"
     );
-    let (ok, _, _) = run(&cfg, &["client", "remove", &id], None);
-    assert!(ok);
+    let (ok, out, err) = run(&cfg, &["client", "remove", "--", &id], None);
+    assert!(ok, "client remove failed: {out}{err}");
     let r = http
         .post(format!("{base}/token"))
         .basic_auth(&id, Some(&secret))
