@@ -296,10 +296,8 @@ impl KeyStore {
     /// is how old the cached copy may be.
     fn keys_within(&self, max_age: i64) -> Result<Arc<[LoadedKey]>> {
         let now = self.clock.now();
-        if let Ok(c) = self.cache.read() {
-            if c.loaded_at != i64::MIN && now - c.loaded_at < max_age && !c.keys.is_empty() {
-                return Ok(c.keys.clone());
-            }
+        if let Some(keys) = self.cached_keys(now, max_age) {
+            return Ok(keys);
         }
         let horizon = now - 86_400;
         let rows: Vec<KeyRow> = self.db.with(|conn| {
@@ -324,6 +322,13 @@ impl KeyStore {
         Ok(keys)
     }
 
+    /// The cached keys, if loaded less than `max_age` seconds before `now`.
+    fn cached_keys(&self, now: i64, max_age: i64) -> Option<Arc<[LoadedKey]>> {
+        let c = self.cache.read().ok()?;
+        let fresh = c.loaded_at != i64::MIN && now - c.loaded_at < max_age && !c.keys.is_empty();
+        fresh.then(|| c.keys.clone())
+    }
+
     fn keys(&self) -> Result<Arc<[LoadedKey]>> {
         self.keys_within(CACHE_SECONDS)
     }
@@ -339,9 +344,7 @@ impl KeyStore {
     /// must not wait for the database.
     pub fn cached_signer(&self, alg: SigningAlg) -> Option<Signer> {
         let now = self.clock.now();
-        let c = self.cache.read().ok()?;
-        let fresh = c.loaded_at != i64::MIN && now - c.loaded_at < CACHE_SECONDS;
-        fresh.then(|| active_signer(&c.keys, alg, now)).flatten()
+        active_signer(&self.cached_keys(now, CACHE_SECONDS)?, alg, now)
     }
 
     /// The JWKS document.

@@ -175,14 +175,7 @@ async fn admin_commands(backend: Backend) {
             .send()
     };
     assert_eq!(grant().await.unwrap().status(), 200);
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::util::get_text(&format!("{base}/metrics")).await;
     assert!(
         metrics.contains("identity_token_grants_from_memory_total 1\n"),
         "{metrics}"

@@ -235,6 +235,11 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The body of a GET, which must answer.
+pub async fn get_text(url: &str) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The value of `name="..." value="..."` in a page.
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
