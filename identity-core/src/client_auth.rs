@@ -84,6 +84,7 @@ pub fn parse_client_jwks(text: &str) -> Result<JwkSet> {
 
 #[derive(Deserialize)]
 struct Claims {
+    aud: serde_json::Value,
     iss: String,
     sub: String,
     exp: i64,
@@ -120,15 +121,45 @@ fn key_matches(jwk: &Jwk, alg: Algorithm) -> bool {
     )
 }
 
+/// Whom an assertion may be addressed to.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience<'a> {
+    /// The issuer identifier.
+    pub issuer: &'a str,
+    /// The URL of the endpoint the assertion was sent to.
+    pub endpoint: &'a str,
+    /// A FAPI 2.0 client: the issuer only, as a string.
+    pub fapi: bool,
+}
+
+impl Audience<'_> {
+    /// Whether an assertion's `aud` claim is acceptable. FAPI 2.0 (final, §5.3.2.1) asks
+    /// for exactly the issuer as a string. For other clients RFC 7523 allows the issuer or
+    /// the endpoint's URL; a one-element array is tolerated, but an array that names any
+    /// other party is refused: an assertion made for someone else who listed us too could
+    /// otherwise be replayed here (the 2025 audience-injection attacks).
+    pub fn accepts(&self, aud: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        let named = |v: &str| v == self.issuer || (!self.fapi && v == self.endpoint);
+        match aud {
+            Value::String(v) => named(v),
+            Value::Array(items) if !self.fapi => {
+                matches!(items.as_slice(), [Value::String(v)] if named(v))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Verifies a client assertion for `client_id` against its registered keys: signature by
-/// one of them, `iss` = `sub` = client id, `aud` naming one of `audiences` (the issuer, or
-/// the endpoint it was sent to), `exp` in the future but at most [`MAX_LIFETIME`] ahead,
-/// `iat`/`nbf` at most [`SKEW`] ahead, and a `jti`. The caller records the `jti`.
+/// one of them, `iss` = `sub` = client id, `aud` as [`Audience::accepts`] says, `exp` in
+/// the future but at most [`MAX_LIFETIME`] ahead, `iat`/`nbf` at most [`SKEW`] ahead, and a
+/// `jti`. The caller records the `jti`.
 pub fn verify_assertion(
     assertion: &str,
     client_id: &str,
     jwks: &str,
-    audiences: &[&str],
+    audience: &Audience<'_>,
     now: i64,
 ) -> Result<CheckedAssertion> {
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| Error::InvalidClient)?;
@@ -145,7 +176,8 @@ pub fn verify_assertion(
     for jwk in candidates.into_iter().filter(|k| key_matches(k, alg)) {
         let key = DecodingKey::from_jwk(jwk).map_err(|_| Error::InvalidClient)?;
         let mut v = Validation::new(alg);
-        v.set_audience(audiences);
+        // Checked below by our own rule: jsonwebtoken accepts an array naming us anywhere.
+        v.validate_aud = false;
         v.set_issuer(&[client_id]);
         v.sub = Some(client_id.to_owned());
         v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
@@ -157,7 +189,7 @@ pub fn verify_assertion(
         }
     }
     let claims = verified.ok_or(Error::InvalidClient)?;
-    if claims.iss != client_id || claims.sub != client_id {
+    if claims.iss != client_id || claims.sub != client_id || !audience.accepts(&claims.aud) {
         return Err(Error::InvalidClient);
     }
     if claims.exp <= now || claims.exp > now + MAX_LIFETIME {
@@ -252,19 +284,46 @@ mod tests {
         assert!(parse_client_jwks(&"x".repeat(20_000)).is_err());
     }
 
+    const AUD: Audience<'static> = Audience {
+        issuer: "i",
+        endpoint: "i/token",
+        fapi: false,
+    };
+
+    #[test]
+    fn audiences() {
+        use serde_json::json;
+        let fapi = Audience { fapi: true, ..AUD };
+        for (aud, plain, strict) in [
+            (json!("i"), true, true),
+            (json!("i/token"), true, false),
+            (json!(["i"]), true, false),
+            (json!(["i/token"]), true, false),
+            (json!(["evil", "i"]), false, false),
+            (json!(["i", "i/token"]), false, false),
+            (json!("i/par"), false, false),
+            (json!([]), false, false),
+            (json!(1), false, false),
+            (json!(null), false, false),
+        ] {
+            assert_eq!(AUD.accepts(&aud), plain, "{aud}");
+            assert_eq!(fapi.accepts(&aud), strict, "FAPI {aud}");
+        }
+    }
+
     #[test]
     fn none_and_hmac_are_refused_before_any_key_is_tried() {
         let ec = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
         // {"alg":"none"} . {"iss":"c","sub":"c","aud":"i","exp":9999999999,"jti":"j"} .
         let none = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJjIiwic3ViIjoiYyIsImF1ZCI6ImkiLCJleHAiOjk5OTk5OTk5OTksImp0aSI6ImoifQ.";
         assert!(matches!(
-            verify_assertion(none, "c", ec, &["i"], 0),
+            verify_assertion(none, "c", ec, &AUD, 0),
             Err(Error::InvalidClient)
         ));
         // {"alg":"HS256"}: the public key's bytes as a shared secret would be an attack.
         let hs = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJjIiwic3ViIjoiYyIsImF1ZCI6ImkiLCJleHAiOjk5OTk5OTk5OTksImp0aSI6ImoifQ.c2ln";
         assert!(matches!(
-            verify_assertion(hs, "c", ec, &["i"], 0),
+            verify_assertion(hs, "c", ec, &AUD, 0),
             Err(Error::InvalidClient)
         ));
         assert_eq!(unverified_issuer(none).as_deref(), Some("c"));

@@ -255,6 +255,9 @@ pub enum ClientAuth {
         id: Option<String>,
         /// The `client_assertion`.
         assertion: String,
+        /// The path of the endpoint it was sent to (`/token`, `/par`, ...): its URL under
+        /// the issuer is an acceptable `aud` for a client that is not FAPI.
+        endpoint: &'static str,
     },
 }
 
@@ -1912,9 +1915,11 @@ impl Provider {
         let (id, secret) = match auth {
             ClientAuth::Secret { id, secret } => (id, Some(secret)),
             ClientAuth::None { id } => (id, None),
-            ClientAuth::Assertion { id, assertion } => {
-                return self.authenticate_assertion(conn, id.as_deref(), assertion)
-            }
+            ClientAuth::Assertion {
+                id,
+                assertion,
+                endpoint,
+            } => return self.authenticate_assertion(conn, id.as_deref(), assertion, endpoint),
         };
         // Read before the client, so that a change in between leaves the copy remembered
         // under the older generation, which a grant from memory then finds out of date.
@@ -1955,40 +1960,39 @@ impl Provider {
         conn: &mut DbConnection,
         id: Option<&str>,
         assertion: &str,
+        endpoint: &str,
     ) -> Result<Client> {
-        let issuer = crate::client_auth::unverified_issuer(assertion);
-        let id = match (id, issuer.as_deref()) {
+        let claimed = crate::client_auth::unverified_issuer(assertion);
+        let id = match (id, claimed.as_deref()) {
             (Some(id), _) => id,
             (None, Some(iss)) => iss,
             (None, None) => return Err(Error::InvalidClient),
         };
         let client = Self::client(conn, id)?.ok_or(Error::InvalidClient)?;
-        let iss = &self.inner.config.issuer;
-        let audiences = [
-            iss.clone(),
-            format!("{iss}/token"),
-            format!("{iss}/par"),
-            format!("{iss}/revoke"),
-            format!("{iss}/introspect"),
-        ];
-        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let issuer = &self.inner.config.issuer;
+        let endpoint = format!("{issuer}{endpoint}");
+        let audience = crate::client_auth::Audience {
+            issuer,
+            endpoint: &endpoint,
+            fapi: client.fapi,
+        };
         let now = self.inner.clock.now();
         let checked = match (&client.jwks, &client.jwks_uri) {
             (Some(jwks), _) => {
-                crate::client_auth::verify_assertion(assertion, &client.id, jwks, &audiences, now)?
+                crate::client_auth::verify_assertion(assertion, &client.id, jwks, &audience, now)?
             }
             (None, Some(uri)) => {
                 // Published keys: the cached set first; on failure (a key the client has
                 // just added) fetch again, at most every few seconds, and try once more.
                 let cached = self.inner.client_jwks.get(uri, false)?;
                 match crate::client_auth::verify_assertion(
-                    assertion, &client.id, &cached, &audiences, now,
+                    assertion, &client.id, &cached, &audience, now,
                 ) {
                     Ok(c) => c,
                     Err(_) => {
                         let fresh = self.inner.client_jwks.get(uri, true)?;
                         crate::client_auth::verify_assertion(
-                            assertion, &client.id, &fresh, &audiences, now,
+                            assertion, &client.id, &fresh, &audience, now,
                         )?
                     }
                 }
@@ -2098,7 +2102,7 @@ impl Provider {
     ) -> Result<TokenResponse> {
         let claimed_id = match &auth {
             ClientAuth::Secret { id, .. } | ClientAuth::None { id } => id.clone(),
-            ClientAuth::Assertion { id, assertion } => id
+            ClientAuth::Assertion { id, assertion, .. } => id
                 .clone()
                 .or_else(|| crate::client_auth::unverified_issuer(assertion))
                 .unwrap_or_default(),

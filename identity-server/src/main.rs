@@ -358,7 +358,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 },
             )?;
             let provider = open(&settings)?;
-            seed::load(&provider, seed::DEMO).await?;
+            seed::load_demo(&provider).await?;
             println!(
                 "DEMO MODE: a throwaway key-encryption key is kept in {}; never use demo mode for real citizens.\n\
                  Demo e-service: client_id demo-eservice, secret demo-eservice-secret, redirect URI http://localhost:8081/callback\n\
@@ -570,13 +570,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Seed { file } => {
             let settings = Settings::load(config, Overrides::default())?;
             let provider = open(&settings)?;
-            let text = match file {
+            let added = match file {
                 Some(f) => {
-                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?
+                    let text =
+                        std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    seed::load(&provider, &text).await?
                 }
-                None => seed::DEMO.to_owned(),
+                None => seed::load_demo(&provider).await?,
             };
-            for a in seed::load(&provider, &text).await? {
+            for a in added {
                 println!("added {a}");
             }
             Ok(())

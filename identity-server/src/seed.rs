@@ -6,7 +6,32 @@ use identity_core::{Error, Provider};
 use serde::Deserialize;
 
 /// The demo data, compiled in so `demo` works from any directory.
-pub const DEMO: &str = include_str!("../../seeds/demo.toml");
+const DEMO: &str = include_str!("../../seeds/demo.toml");
+
+/// Loads the demo data, whose citizen and e-service have passwords published in the
+/// README, only where nobody else can use them: a service whose public URL is loopback.
+pub async fn load_demo(provider: &Provider) -> Result<Vec<String>, String> {
+    let issuer = &provider.config().issuer;
+    if !is_loopback_url(issuer) {
+        return Err(format!(
+            "the demo data has published passwords; it is loaded only when public_url is a loopback URL \
+             (localhost, 127.0.0.1 or [::1]), and public_url is {issuer}"
+        ));
+    }
+    load(provider, DEMO).await
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

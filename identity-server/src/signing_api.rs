@@ -220,8 +220,7 @@ async fn approve(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     crate::web::check_csrf(&state, "sign", &id, &form)?;
     let d = state
         .provider
@@ -243,8 +242,7 @@ async fn reject(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     crate::web::check_csrf(&state, "sign", &id, &form)?;
     let d = state.provider.reject_signing(id.clone()).await?;
     notify(&state, d.callback_uri, &id, "rejected");

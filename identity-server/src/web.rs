@@ -384,12 +384,7 @@ async fn authorize(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let p = if req.method() == actix_web::http::Method::POST {
-        Params::parse(&body)
-    } else {
-        Params::parse(req.query_string().as_bytes())
-    };
-    p.check()?;
+    let p = Params::of_request(&req, &body)?;
     let input = authorize_input(&p);
     match state
         .provider
@@ -452,7 +447,7 @@ pub(crate) async fn par(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Params::parse_strict(&body)?;
-    let auth = client_auth(&req, &form)?;
+    let auth = client_auth(&req, &form, "/par")?;
     let (request_uri, expires_in) = state
         .provider
         .push_authorization_request(auth, authorize_input(&form), dpop_header(&req))
@@ -595,8 +590,7 @@ async fn interaction_login(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     check_csrf(&state, "login", &id, &form)?;
     state.provider.check_pending(id.clone()).await?;
     let username = form.get("username").unwrap_or_default();
@@ -638,8 +632,7 @@ async fn interaction_passkey(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     check_csrf(&state, "login", &id, &form)?;
     state.provider.check_pending(id.clone()).await?;
     let result = state
@@ -693,8 +686,7 @@ async fn passkey_login_start(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     let begun = state
         .provider
         .begin_passkey_login(form.get("username"))
@@ -716,8 +708,7 @@ async fn interaction_consent(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     check_csrf(&state, "consent", &id, &form)?;
     let allow = match form.get("decision").as_deref() {
         Some("allow") => true,
@@ -733,7 +724,12 @@ async fn interaction_consent(
 
 // ----- token and userinfo -----
 
-fn client_auth(req: &HttpRequest, form: &Params) -> Result<ClientAuth, Error> {
+/// The client authentication of a request to `endpoint` (its path, such as `/token`).
+fn client_auth(
+    req: &HttpRequest,
+    form: &Params,
+    endpoint: &'static str,
+) -> Result<ClientAuth, Error> {
     let basic = match req.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(v) => {
@@ -779,6 +775,7 @@ fn client_auth(req: &HttpRequest, form: &Params) -> Result<ClientAuth, Error> {
         return Ok(ClientAuth::Assertion {
             id: form.get("client_id"),
             assertion,
+            endpoint,
         });
     }
     match (basic, form.get("client_id"), form.get("client_secret")) {
@@ -813,7 +810,7 @@ pub(crate) async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Params::parse_strict(&body)?;
-    let auth = client_auth(&req, &form)?;
+    let auth = client_auth(&req, &form, "/token")?;
     let input = TokenInput {
         grant_type: form.get("grant_type"),
         code: form.get("code"),
@@ -831,9 +828,13 @@ pub(crate) async fn token(
 }
 
 /// The client authentication and the `token` parameter of revocation and introspection.
-fn token_request(req: &HttpRequest, body: &[u8]) -> Result<(ClientAuth, String), Error> {
+fn token_request(
+    req: &HttpRequest,
+    body: &[u8],
+    endpoint: &'static str,
+) -> Result<(ClientAuth, String), Error> {
     let form = Params::parse_strict(body)?;
-    let auth = client_auth(req, &form)?;
+    let auth = client_auth(req, &form, endpoint)?;
     let token = form
         .get("token")
         .ok_or_else(|| Error::InvalidRequest("the token parameter is missing".into()))?;
@@ -852,7 +853,7 @@ pub(crate) async fn revoke(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let (auth, token) = token_request(&req, &body)?;
+    let (auth, token) = token_request(&req, &body, "/revoke")?;
     state.provider.revoke(auth, token).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -871,7 +872,7 @@ pub(crate) async fn introspect(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let (auth, token) = token_request(&req, &body)?;
+    let (auth, token) = token_request(&req, &body, "/introspect")?;
     let answer = state.provider.introspect(auth, token).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -918,7 +919,7 @@ fn bearer(req: &HttpRequest, body: &[u8], header_token: Option<String>) -> Resul
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body_token = if req.method() == actix_web::http::Method::POST && is_form {
-        Params::parse(body).get("access_token")
+        Params::parse(body)?.get("access_token")
     } else {
         None
     };
@@ -1066,8 +1067,7 @@ async fn account_login(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     let binding = login_binding(&req).unwrap_or_default();
     check_csrf(&state, "account-login", &binding, &form)?;
     let username = form.get("username").unwrap_or_default();
@@ -1100,8 +1100,7 @@ async fn account_passkey_login(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     let binding = login_binding(&req).unwrap_or_default();
     check_csrf(&state, "account-login", &binding, &form)?;
     let result = state
@@ -1137,8 +1136,7 @@ fn account_form(
     state: &AppState,
     body: &[u8],
 ) -> Result<(SessionToken, Params), Error> {
-    let form = Params::parse(body);
-    form.check()?;
+    let form = Params::parse(body)?;
     let session = session_csrf(req, state, &form)?;
     Ok((session, form))
 }
@@ -1284,9 +1282,9 @@ async fn activation_page(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let code = Params::parse(req.query_string().as_bytes())
+    let code = Params::parse(req.query_string().as_bytes())?
         .get("code")
-        .filter(|c| c.len() <= 64 && !c.chars().any(char::is_control));
+        .filter(|c| c.len() <= 64);
     render_activation(&req, &state, code.as_deref(), None, StatusCode::OK)
 }
 
@@ -1323,8 +1321,7 @@ async fn activate(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body);
-    form.check()?;
+    let form = Params::parse(&body)?;
     let binding = login_binding(&req).unwrap_or_default();
     check_csrf(&state, "activate", &binding, &form)?;
     let code = form.get("code").unwrap_or_default();
@@ -1409,12 +1406,7 @@ async fn end_session(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let p = if req.method() == actix_web::http::Method::POST {
-        Params::parse(&body)
-    } else {
-        Params::parse(req.query_string().as_bytes())
-    };
-    p.check()?;
+    let p = Params::of_request(&req, &body)?;
     let session = session_cookie(&req);
     let outcome = state
         .provider
@@ -1497,15 +1489,24 @@ async fn switch_language(
 ) -> Result<HttpResponse, PageError> {
     let lang = Lang::from_tag(&path.into_inner())
         .ok_or_else(|| Error::InvalidRequest("that language is not offered".into()))?;
-    let back = Params::parse(req.query_string().as_bytes())
+    let back = Params::parse(req.query_string().as_bytes())?
         .get("back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .and_then(|b| same_origin_path(&state.provider.config().issuer, &b))
         .unwrap_or_else(|| "/account".into());
     let mut resp = see_other(&back);
     let mut c = cookie(&state, LANG_COOKIE, lang.tag().to_owned(), "/".into());
     c.set_max_age(actix_web::cookie::time::Duration::days(365));
     resp.add_cookie(&c).map_err(Error::internal)?;
     Ok(resp)
+}
+
+/// `back` read as a browser would read it, relative to the issuer: its path and query if it
+/// stays on the issuer's origin, else `None`. Parsing rather than pattern-matching the text
+/// matters because browsers strip tabs and newlines and read `\\` as `/`.
+fn same_origin_path(issuer: &str, back: &str) -> Option<String> {
+    let base = url::Url::parse(issuer).ok()?;
+    let to = base.join(back).ok()?;
+    (to.origin() == base.origin()).then(|| to[url::Position::BeforePath..].to_owned())
 }
 
 /// Liveness: the process answers.

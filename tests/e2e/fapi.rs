@@ -38,6 +38,11 @@ impl Key {
     }
 
     pub fn assertion(&self, client: &str, aud: &str) -> String {
+        self.assertion_to(client, aud.into())
+    }
+
+    /// An assertion whose `aud` is any JSON value (a string or an array).
+    pub fn assertion_to(&self, client: &str, aud: Value) -> String {
         let now = now();
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some("k1".into());

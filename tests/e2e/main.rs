@@ -11,6 +11,7 @@ mod enrolment;
 mod example;
 mod fapi;
 mod fapi_conformance;
+mod hardening;
 mod interop;
 mod logout;
 mod negative;

@@ -65,13 +65,14 @@ pub async fn private_key_jwt_and_its_refusals(backend: Backend) {
     let auth = |assertion: String| ClientAuth::Assertion {
         id: Some("dept-backend".into()),
         assertion,
+        endpoint: "/token",
     };
     let token = |a: ClientAuth| {
         let p = f.provider.clone();
         async move { p.token(a, client_credentials()).await }
     };
 
-    // A good assertion, with the issuer as `aud` (a string or an array member), once.
+    // A good assertion, with the issuer as `aud` (a string or a one-element array), once.
     let good = key.sign("k1", &assertion_claims("dept-backend", now));
     assert!(token(auth(good.clone())).await.is_ok());
     assert!(
@@ -79,12 +80,20 @@ pub async fn private_key_jwt_and_its_refusals(backend: Backend) {
         "a jti is single-use"
     );
     let mut array = assertion_claims("dept-backend", now);
-    array["aud"] = serde_json::json!(["https://other.example", "https://idp.example"]);
+    array["aud"] = serde_json::json!(["https://idp.example"]);
     assert!(token(auth(key.sign("k1", &array))).await.is_ok());
+    // An array that names another party too is refused (audience injection).
+    array["aud"] = serde_json::json!(["https://other.example", "https://idp.example"]);
+    array["jti"] = "another".into();
+    assert!(matches!(
+        token(auth(key.sign("k1", &array))).await,
+        Err(Error::InvalidClient)
+    ));
     // Without client_id, the assertion's iss names the client.
     let anonymous = ClientAuth::Assertion {
         id: None,
         assertion: key.sign("k1", &assertion_claims("dept-backend", now)),
+        endpoint: "/token",
     };
     assert!(token(anonymous).await.is_ok());
 
@@ -155,6 +164,7 @@ pub async fn private_key_jwt_and_its_refusals(backend: Backend) {
     let stolen = ClientAuth::Assertion {
         id: Some("eservice".into()),
         assertion: key.sign("k1", &assertion_claims("dept-backend", now)),
+        endpoint: "/token",
     };
     assert!(matches!(token(stolen).await, Err(Error::InvalidClient)));
 
@@ -187,6 +197,7 @@ fn assertion_auth(key: &ClientKey, id: &str, now: i64) -> ClientAuth {
     ClientAuth::Assertion {
         id: Some(id.into()),
         assertion: key.sign("k1", &assertion_claims(id, now)),
+        endpoint: "/token",
     }
 }
 
@@ -556,6 +567,7 @@ pub async fn published_client_keys_are_fetched_and_cached(backend: Backend) {
         let auth = ClientAuth::Assertion {
             id: Some("published".into()),
             assertion: key.sign(kid, &assertion_claims("published", now)),
+            endpoint: "/token",
         };
         async move { p.token(auth, client_credentials()).await }
     };
@@ -576,6 +588,7 @@ pub async fn published_client_keys_are_fetched_and_cached(backend: Backend) {
         let auth = ClientAuth::Assertion {
             id: Some("published".into()),
             assertion: key.sign(kid, &assertion_claims("published", now)),
+            endpoint: "/token",
         };
         async move { p.token(auth, client_credentials()).await }
     };
@@ -625,6 +638,7 @@ pub async fn dpop_nonces_when_required(backend: Backend) {
         let auth = ClientAuth::Assertion {
             id: Some("nonce-client".into()),
             assertion: key.sign("k1", &assertion_claims("nonce-client", now)),
+            endpoint: "/token",
         };
         let input = TokenInput {
             dpop: Some(dpop.signed(&claims, "dpop+jwt")),
@@ -678,6 +692,7 @@ pub async fn assertions_in_every_allowed_algorithm(backend: Backend) {
                 ClientAuth::Assertion {
                     id: Some(id.into()),
                     assertion,
+                    endpoint: "/token",
                 },
                 client_credentials(),
             )

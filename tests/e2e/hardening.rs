@@ -1,0 +1,226 @@
+//! Regression tests for the outside security review (issue 17): each one failed on the
+//! code before its fix.
+
+use identity_core::storage::Backend;
+
+use crate::util::*;
+
+/// The language switch goes back only to a path of this site, however the way back is
+/// spelled: a browser strips tabs and newlines from a URL and reads `\` as `/`, so
+/// `/<TAB>/evil.example` is `//evil.example` to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn language_switch_never_leaves_the_site() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let b = browser();
+    let base = url::Url::parse(&server.base).unwrap();
+    for back in [
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%0D%0A/evil.example",
+        "/%5Cevil.example",
+        "%5C%5Cevil.example",
+        "//evil.example",
+        "/%2F/evil.example",
+        "https://evil.example/",
+        "http:evil.example",
+        "%09//evil.example",
+        "/ /evil.example",
+    ] {
+        let r = b
+            .get(server.url(&format!("/lang/en?back={back}")))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 303 {
+            let loc = location(&r);
+            // How a browser reads the Location: WHATWG URL parsing against the page.
+            let to = base.join(&loc).unwrap();
+            assert_eq!(to.origin(), base.origin(), "{back} -> {loc:?}");
+            assert!(!loc.chars().any(char::is_control), "{back} -> {loc:?}");
+        } else {
+            assert_eq!(status, 400, "{back}");
+        }
+    }
+    // A path on this site, with its query, is kept.
+    let r = b
+        .get(server.url("/lang/zh-Hant?back=%2Factivate%3Fcode%3Dabc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r), "/activate?code=abc");
+}
+
+/// Control characters in any parameter are refused with a 4xx, on handlers that read only
+/// one parameter too.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_refused_everywhere() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let b = browser();
+    for (method, path, body) in [
+        ("GET", "/lang/en?back=/account%09", None),
+        ("GET", "/activate?code=ab%00c", None),
+        ("GET", "/activate?code=ab%1Bc", None),
+        ("POST", "/userinfo", Some("access_token=a%00b")),
+    ] {
+        let mut req = match method {
+            "GET" => b.get(server.url(path)),
+            _ => b.post(server.url(path)),
+        };
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{method} {path}");
+    }
+}
+
+/// `private_key_jwt` audiences: a FAPI client's `aud` is exactly the issuer, as a string
+/// (FAPI 2.0 final); another client's is the issuer or the URL of the endpoint it is sent
+/// to, as a string or a one-element array. An array that also names anything else is the
+/// 2025 audience-injection attack and is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn assertion_audiences_are_exact() {
+    use crate::fapi::Key;
+    use serde_json::json;
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    let key = Key::new();
+    let mut jwk = key.jwk.clone();
+    jwk["kid"] = "k1".into();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [jwk]}).to_string()).unwrap();
+    for (id, fapi) in [("keyed-rp", false), ("fapi-rp", true)] {
+        let mut args = vec![
+            "client",
+            "add",
+            "--id",
+            id,
+            "--name",
+            id,
+            "--department",
+            "Dept A",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--jwks",
+            jwks.to_str().unwrap(),
+        ];
+        if fapi {
+            args.push("--fapi");
+        }
+        server.cli(&args);
+    }
+    let revoke = |client: &'static str, aud: serde_json::Value| {
+        let assertion = key.assertion_to(client, aud);
+        let server = &server;
+        async move {
+            http()
+                .post(server.url("/revoke"))
+                .form(&[
+                    ("token", "unknown"),
+                    (
+                        "client_assertion_type",
+                        identity_core::client_auth::ASSERTION_TYPE,
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let iss = server.base.clone();
+    let at = |path: &str| format!("{iss}{path}");
+    for (client, aud, expected) in [
+        ("keyed-rp", json!(iss), 200),
+        ("keyed-rp", json!([iss]), 200),
+        ("keyed-rp", json!(at("/revoke")), 200),
+        ("keyed-rp", json!([at("/revoke")]), 200),
+        ("keyed-rp", json!(["https://attacker.example", iss]), 401),
+        ("keyed-rp", json!([iss, at("/revoke")]), 401),
+        ("keyed-rp", json!(at("/token")), 401),
+        ("keyed-rp", json!("https://attacker.example"), 401),
+        ("fapi-rp", json!(iss), 200),
+        ("fapi-rp", json!([iss]), 401),
+        ("fapi-rp", json!(at("/revoke")), 401),
+        ("fapi-rp", json!(["https://attacker.example", iss]), 401),
+    ] {
+        assert_eq!(
+            revoke(client, aud.clone()).await,
+            expected,
+            "{client} aud {aud}"
+        );
+    }
+}
+
+/// The demo data (a citizen and an e-service with published passwords) is loaded only
+/// where nobody else can reach it: `seed` without a file, and `demo`, refuse a public URL
+/// that is not a loopback one.
+#[test]
+fn demo_data_only_on_a_loopback_url() {
+    let dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    let cfg = dir.path().join("identity.toml");
+    std::fs::write(dir.path().join("kek.hex"), "ab".repeat(32)).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "kek_file = \"{}\"\ndata_dir = \"{}\"\n",
+            dir.path().join("kek.hex").display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let seed = |public_url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_identity-server"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("seed")
+            .env("IDENTITY_PUBLIC_URL", public_url)
+            .env_remove("IDENTITY_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    for public in ["https://id.example.gov.hk", "https://localhost.example.com"] {
+        let out = seed(public);
+        assert!(!out.status.success(), "{public}: the demo data was loaded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("loopback"), "{public}: {err}");
+    }
+    for public in ["http://localhost:8080", "http://localhost:9090"] {
+        let out = seed(public);
+        assert!(
+            out.status.success(),
+            "{public}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_identity-server"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .env("IDENTITY_PUBLIC_URL", "https://id.example.gov.hk")
+        .env_remove("IDENTITY_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = demo.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = demo.kill();
+            let _ = demo.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "demo on a public URL must refuse to start, not serve"
+    );
+}
