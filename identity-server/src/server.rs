@@ -113,7 +113,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             .app_data(web::Data::new(state.clone()))
             .app_data(web::PayloadConfig::new(max_body))
             .wrap(headers)
-            .wrap_fn(move |req, srv| {
+            .wrap_fn(move |mut req, srv| {
                 // Every request gets an id: the audit entries it causes carry it, and the
                 // response header lets an operator find them.
                 let id = identity_core::crypto::random_id();
@@ -125,6 +125,12 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let method = req.method().to_string();
                 let metrics = metrics.clone();
+                // RFC 9110 §9.3.2: HEAD is answered wherever GET is, with GET's status and
+                // headers. Routing sees a GET; the connection still knows the request was
+                // HEAD and sends no body.
+                if req.method() == actix_web::http::Method::HEAD {
+                    req.head_mut().method = actix_web::http::Method::GET;
+                }
                 let fut = srv.call(req);
                 async move {
                     let mut res = identity_core::audit::with_request_id(id.clone(), fut).await?;

@@ -224,3 +224,50 @@ fn demo_data_only_on_a_loopback_url() {
         "demo on a public URL must refuse to start, not serve"
     );
 }
+
+/// RFC 9110 §9.3.2: HEAD is answered wherever GET is, with GET's status and headers and no
+/// body.
+#[tokio::test(flavor = "multi_thread")]
+async fn head_answered_wherever_get_is() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let client = http();
+    for path in [
+        "/",
+        "/account",
+        "/activate",
+        "/.well-known/openid-configuration",
+        "/jwks",
+        "/healthz",
+        "/static/site.css",
+    ] {
+        let get = client.get(server.url(path)).send().await.unwrap();
+        let head = client.head(server.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        // An HTTP client drops a HEAD response's body by itself; read the raw bytes.
+        let raw = raw_head(&server, path);
+        let end = raw.find("\r\n\r\n").expect("a complete head") + 4;
+        assert_eq!(&raw[end..], "", "HEAD {path} sent a body");
+    }
+}
+
+fn raw_head(server: &Server, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = server
+        .base
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "HEAD {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
