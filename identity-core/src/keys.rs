@@ -37,6 +37,10 @@ const CACHE_SECONDS: i64 = 10;
 #[derive(Default)]
 struct Cache {
     loaded_at: i64,
+    /// The registrations' generation read just before the keys were loaded
+    /// ([`storage::clients_generation`](crate::storage::clients_generation)): any change to the
+    /// key table moves it, so a copy whose stamp is no longer the table's is never used.
+    generation: Option<i64>,
     /// Shared, not copied, with every signing and verification: a copy per token cost
     /// several allocations for each key (its DER, its JWK) on the hot path.
     keys: Arc<[LoadedKey]>,
@@ -66,6 +70,7 @@ struct KeyRow {
     _created_at: i64,
     active_from: i64,
     retired_at: Option<i64>,
+    _revoked_at: Option<i64>,
 }
 
 /// A summary of a key for `keys list`.
@@ -81,6 +86,8 @@ pub struct KeyInfo {
     pub active_from: i64,
     /// When it stopped signing.
     pub retired_at: Option<i64>,
+    /// When it was revoked: from then on it is neither published nor trusted.
+    pub revoked_at: Option<i64>,
 }
 
 /// A new key of `alg`: its PKCS#8 DER and its public JWK (also what a test client uses to
@@ -211,6 +218,7 @@ impl KeyStore {
                             .or(signing_keys::retired_at.gt(now)),
                     )
                     .filter(signing_keys::active_from.le(now))
+                    .filter(signing_keys::revoked_at.is_null())
                     .count()
                     .get_result(conn)?;
                 if n == 0 {
@@ -243,6 +251,61 @@ impl KeyStore {
         })?;
         self.invalidate();
         Ok(kid)
+    }
+
+    /// Revokes key `kid` at once (a key known or feared to be compromised): from the commit
+    /// on, no replica publishes it or verifies a token with it, whatever it has cached (the
+    /// change moves the generation that every cached copy is checked against). If it was
+    /// the key that signs for its algorithm, a new key signs from now, without
+    /// pre-publication: relying parties refetch the JWKS when they meet an unknown `kid`.
+    /// Returns the algorithm and the new key's id, if one was made.
+    pub fn revoke(
+        &self,
+        conn: &mut DbConnection,
+        kid: &str,
+    ) -> Result<(SigningAlg, Option<String>)> {
+        let now = self.clock.now();
+        let (alg, revoked): (String, Option<i64>) = signing_keys::table
+            .find(kid)
+            .select((signing_keys::alg, signing_keys::revoked_at))
+            .first(conn)
+            .optional()?
+            .ok_or(Error::NotFound)?;
+        if revoked.is_some() {
+            return Err(Error::InvalidRequest(format!(
+                "key {kid} is already revoked"
+            )));
+        }
+        let alg = SigningAlg::parse(&alg)?;
+        diesel::update(signing_keys::table.find(kid))
+            .set(signing_keys::revoked_at.eq(now))
+            .execute(conn)?;
+        diesel::update(signing_keys::table.find(kid))
+            .filter(
+                signing_keys::retired_at
+                    .is_null()
+                    .or(signing_keys::retired_at.gt(now)),
+            )
+            .set(signing_keys::retired_at.eq(now))
+            .execute(conn)?;
+        let signing: i64 = signing_keys::table
+            .filter(signing_keys::alg.eq(alg.as_str()))
+            .filter(signing_keys::revoked_at.is_null())
+            .filter(signing_keys::active_from.le(now))
+            .filter(
+                signing_keys::retired_at
+                    .is_null()
+                    .or(signing_keys::retired_at.gt(now)),
+            )
+            .count()
+            .get_result(conn)?;
+        let new = if signing == 0 {
+            Some(self.add_key(conn, alg, now)?)
+        } else {
+            None
+        };
+        self.invalidate();
+        Ok((alg, new))
     }
 
     /// Scheduled rotation: rotates each algorithm whose newest key is older than
@@ -281,6 +344,7 @@ impl KeyStore {
                     created_at: r._created_at,
                     active_from: r.active_from,
                     retired_at: r.retired_at,
+                    revoked_at: r._revoked_at,
                 })
                 .collect())
         })
@@ -292,16 +356,23 @@ impl KeyStore {
         }
     }
 
-    /// Keys that are published: not retired, or retired less than a day ago. `max_age`
-    /// is how old the cached copy may be.
+    /// Keys that are published: never revoked, and not retired or retired less than a day
+    /// ago. `max_age` is how old the cached copy may be; whatever its age, it is used only
+    /// while the table's generation is the one it was loaded at (one primary-key read).
     fn keys_within(&self, max_age: i64) -> Result<Arc<[LoadedKey]>> {
         let now = self.clock.now();
-        if let Some(keys) = self.cached_keys(now, max_age) {
+        let generation = self.db.with(crate::storage::clients_generation)?;
+        if let Some(keys) = self
+            .cached_keys(now, max_age)
+            .filter(|(g, _)| g.is_some() && *g == generation)
+            .map(|(_, k)| k)
+        {
             return Ok(keys);
         }
         let horizon = now - 86_400;
         let rows: Vec<KeyRow> = self.db.with(|conn| {
             Ok(signing_keys::table
+                .filter(signing_keys::revoked_at.is_null())
                 .filter(
                     signing_keys::retired_at
                         .is_null()
@@ -317,16 +388,18 @@ impl KeyStore {
             .into();
         if let Ok(mut c) = self.cache.write() {
             c.loaded_at = now;
+            c.generation = generation;
             c.keys = keys.clone();
         }
         Ok(keys)
     }
 
-    /// The cached keys, if loaded less than `max_age` seconds before `now`.
-    fn cached_keys(&self, now: i64, max_age: i64) -> Option<Arc<[LoadedKey]>> {
+    /// The cached keys and the generation they were loaded at, if loaded less than
+    /// `max_age` seconds before `now`.
+    fn cached_keys(&self, now: i64, max_age: i64) -> Option<(Option<i64>, Arc<[LoadedKey]>)> {
         let c = self.cache.read().ok()?;
         let fresh = c.loaded_at != i64::MIN && now - c.loaded_at < max_age && !c.keys.is_empty();
-        fresh.then(|| c.keys.clone())
+        fresh.then(|| (c.generation, c.keys.clone()))
     }
 
     fn keys(&self) -> Result<Arc<[LoadedKey]>> {
@@ -339,12 +412,18 @@ impl KeyStore {
             .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))
     }
 
-    /// Like [`KeyStore::signer`] from memory alone: `None` when the cached keys are due for
-    /// a reload, which only [`KeyStore::signer`] does. For work on an async thread, which
-    /// must not wait for the database.
-    pub fn cached_signer(&self, alg: SigningAlg) -> Option<Signer> {
+    /// Like [`KeyStore::signer`] from memory alone, for a caller that holds the
+    /// registrations' `generation` and has its commit checked against it: `None` when the
+    /// cached keys are due for a reload, which only [`KeyStore::signer`] does, or were
+    /// loaded at another generation (a key may have been revoked since). For work on an
+    /// async thread, which must not wait for the database.
+    pub fn cached_signer(&self, alg: SigningAlg, generation: i64) -> Option<Signer> {
         let now = self.clock.now();
-        active_signer(&self.cached_keys(now, CACHE_SECONDS)?, alg, now)
+        let (at, keys) = self.cached_keys(now, CACHE_SECONDS)?;
+        if at != Some(generation) {
+            return None;
+        }
+        active_signer(&keys, alg, now)
     }
 
     /// The JWKS document.

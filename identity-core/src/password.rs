@@ -15,23 +15,34 @@ use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use std::fmt;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::crypto::random_bytes;
 use crate::error::{Error, Result};
 
-/// A password as typed. Its `Debug` never shows it.
+/// A password, NFKC-normalised (NIST SP 800-63B §5.1.1.2) so that the same characters
+/// typed on another keyboard or input method (full-width forms, composed or decomposed
+/// accents) are the same password. Its `Debug` never shows it.
 #[derive(Clone)]
-pub struct Password(String);
+pub struct Password {
+    normalized: String,
+    /// What was typed, kept only when it differs from the normal form: hashes stored
+    /// before normalisation were made from it, and are migrated on the next login.
+    typed: Option<String>,
+}
 
 impl Password {
     /// Wraps what the citizen typed.
     pub fn new(s: impl Into<String>) -> Self {
-        Password(s.into())
+        let typed: String = s.into();
+        let normalized: String = typed.nfkc().collect();
+        let typed = (typed != normalized).then_some(typed);
+        Password { normalized, typed }
     }
 
-    /// The text, for hashing and the policy check only.
+    /// The normal form, for hashing and the policy check only.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.normalized
     }
 }
 
@@ -269,17 +280,27 @@ impl Hasher {
         stored: Option<String>,
         password: &Password,
     ) -> Result<Checked> {
-        let pw = password.expose().to_owned();
+        let pw = password.normalized.clone();
+        let typed = password.typed.clone();
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
         self.run(admitted, move |arena, params| {
-            let ok = verify_blocking(arena, &phc, &pw, params) && known;
-            let rehash = if ok && weaker_than(&phc, params) {
-                hash_blocking(arena, params, &pw).ok()
-            } else {
-                None
-            };
-            Checked { ok, rehash }
+            if verify_blocking(arena, &phc, &pw, params) && known {
+                let rehash = weaker_than(&phc, params)
+                    .then(|| hash_blocking(arena, params, &pw).ok())
+                    .flatten();
+                return Checked { ok: true, rehash };
+            }
+            // A hash made before passwords were normalised matches only what was typed;
+            // on a match it is replaced by the normal form's hash. The second run depends
+            // on the typed text alone, never on the account, so it tells nothing.
+            let legacy = typed.is_some_and(|t| verify_blocking(arena, &phc, &t, params)) && known;
+            Checked {
+                ok: legacy,
+                rehash: legacy
+                    .then(|| hash_blocking(arena, params, &pw).ok())
+                    .flatten(),
+            }
         })
         .await
     }
@@ -611,6 +632,38 @@ mod tests {
         assert_eq!(h.in_use(), 1);
         let err = h.hash(&Password::new("whatever")).await.unwrap_err();
         assert!(matches!(err, Error::Busy { .. }));
+    }
+
+    #[test]
+    fn passwords_are_nfkc_normalised() {
+        // Full-width Latin (a CJK input method's default) and a decomposed accent.
+        let wide = Password::new("Ｌｉｏｎ－Ｒｏｃｋ－２０２０");
+        assert_eq!(wide.expose(), "Lion-Rock-2020");
+        assert_eq!(Password::new("cafe\u{301}").expose(), "caf\u{e9}");
+        assert_eq!(Password::new("plain").expose(), "plain");
+        assert!(Password::new("plain").typed.is_none());
+        assert_eq!(format!("{wide:?}"), "Password(<redacted>)");
+    }
+
+    #[tokio::test]
+    async fn normalised_passwords_verify_and_old_hashes_are_migrated() {
+        let h = Hasher::new(&cheap()).unwrap();
+        let wide = Password::new("ｔｒａｍ ｆｅｒｒｙ ｐｅａｋ");
+        let ascii = Password::new("tram ferry peak");
+        let phc = h.hash(&wide).await.unwrap();
+        let checked = h.verify(Some(phc.clone()), &ascii).await.unwrap();
+        assert!(checked.ok, "typed on another keyboard, the same password");
+        assert!(checked.rehash.is_none());
+        // A hash stored before normalisation, of the full-width text itself.
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let arena = Arena::new(1, params.block_count());
+        let old = hash_blocking(&arena, &params, "ｔｒａｍ ｆｅｒｒｙ ｐｅａｋ").unwrap();
+        let checked = h.verify(Some(old.clone()), &wide).await.unwrap();
+        assert!(checked.ok, "the old hash still verifies");
+        let new = checked.rehash.expect("migrated to the normal form");
+        assert!(h.verify(Some(new), &ascii).await.unwrap().ok);
+        assert!(!h.verify(Some(old), &ascii).await.unwrap().ok);
+        assert!(!h.verify(None, &wide).await.unwrap().ok, "unknown user");
     }
 
     #[test]

@@ -2563,6 +2563,26 @@ impl Provider {
         Ok(rotated)
     }
 
+    /// Revokes signing key `kid` at once ([`KeyStore::revoke`]), with its audit event in the
+    /// same transaction. Returns the new key's id if the revoked one was signing.
+    pub async fn revoke_key(&self, kid: &str) -> Result<Option<String>> {
+        let kid = kid.to_owned();
+        self.run(move |this, ev| {
+            this.audited_tx(ev, |conn, ev| {
+                let (alg, new) = this.inner.keys.revoke(conn, &kid)?;
+                let replaced = new
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(", {n} signs"));
+                ev.push(
+                    Event::new("key.revoked", Audited::Success)
+                        .detail(format!("{} {kid}{replaced}", alg.as_str())),
+                );
+                Ok(new)
+            })
+        })
+        .await
+    }
+
     /// The database pool's connections and idle ones (for metrics).
     pub fn db_pool_state(&self) -> (u32, u32) {
         self.inner.db.pool_state()

@@ -146,6 +146,7 @@ diesel::table! {
         created_at -> BigInt,
         active_from -> BigInt,
         retired_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 

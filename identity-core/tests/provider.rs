@@ -53,6 +53,7 @@ both!(
     sessions_expire_and_prompts,
     pairwise_subjects_differ_by_sector,
     keys_rotate,
+    revoked_key_is_dropped_at_once_everywhere,
     concurrent_guesses_cannot_skip_the_delay,
     concurrent_refresh_reuse_revokes_cleanly,
     pending_request_answered_once,
@@ -920,6 +921,15 @@ async fn pairwise_subjects_differ_by_sector(backend: Backend) {
     assert_ne!(subs[0], subs[2], "two departments see unrelated ids");
 }
 
+/// The `kid` in a JWT's header.
+fn kid_of(jwt: &str) -> String {
+    let h = jwt.split('.').next().unwrap();
+    serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn keys_rotate(backend: Backend) {
     let f = fixture(backend).await;
     let before = f.exchange(&f.code().await, VERIFIER).await.unwrap();
@@ -939,20 +949,12 @@ async fn keys_rotate(backend: Backend) {
     let during = f.exchange(&f.code().await, VERIFIER).await.unwrap();
     f.clock.advance(601);
     let after = f.exchange(&f.code().await, VERIFIER).await.unwrap();
-    let kid = |t: &str| {
-        let h = t.split('.').next().unwrap();
-        serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
-            ["kid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    assert_ne!(kid(&during.access_token), new_kid, "not before its time");
-    assert_eq!(kid(&after.access_token), new_kid);
-    assert_ne!(kid(&before.access_token), new_kid);
+    assert_ne!(kid_of(&during.access_token), new_kid, "not before its time");
+    assert_eq!(kid_of(&after.access_token), new_kid);
+    assert_ne!(kid_of(&before.access_token), new_kid);
     // The retired key is still published, so tokens it signed still verify.
     let jwks = f.provider.keys().jwks().unwrap().to_string();
-    assert!(jwks.contains(&kid(&before.access_token)) && jwks.contains(&new_kid));
+    assert!(jwks.contains(&kid_of(&before.access_token)) && jwks.contains(&new_kid));
     assert!(f.provider.userinfo(before.access_token).await.is_ok());
     // The private keys are sealed at rest.
     let sealed: Vec<String> =
@@ -995,6 +997,100 @@ async fn keys_rotate(backend: Backend) {
         .unwrap()
         .len();
     assert!(after >= before + 3, "the new keys are published at once");
+}
+
+/// `keys revoke`: from its commit, no replica trusts or publishes the key, whatever it has
+/// cached, and a new key signs at once (issue 17). The replica that revokes is not the one
+/// that serves, as when the CLI runs beside the servers.
+async fn revoked_key_is_dropped_at_once_everywhere(backend: Backend) {
+    let f = fixture(backend).await;
+    let other = Provider::new(f.db.clone(), f.kek.clone(), f.clock.clone(), config()).unwrap();
+    let tokens = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let id_token = tokens.id_token.clone().unwrap();
+    let old = kid_of(&tokens.access_token);
+    // Every cache is warm: this replica's keys, and its memory of the client for
+    // client_credentials grants answered without the database.
+    let cc = TokenInput {
+        grant_type: Some("client_credentials".into()),
+        scope: Some("signing".into()),
+        ..Default::default()
+    };
+    f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    let from_memory = f.provider.grants_from_memory();
+    let remembered = f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    assert_eq!(f.provider.grants_from_memory(), from_memory + 1);
+    assert_eq!(kid_of(&remembered.access_token), old);
+    assert!(f
+        .provider
+        .userinfo(tokens.access_token.clone())
+        .await
+        .is_ok());
+    assert!(f.provider.keys().jwks().unwrap().to_string().contains(&old));
+
+    let new = other
+        .revoke_key(&old)
+        .await
+        .unwrap()
+        .expect("a new key signs");
+    assert_ne!(new, old);
+
+    // No waiting for the key cache (the clock has not moved).
+    assert!(matches!(
+        f.provider.userinfo(tokens.access_token.clone()).await,
+        Err(Error::InvalidToken)
+    ));
+    let introspected = f
+        .provider
+        .introspect(f.secret_auth(), tokens.access_token.clone())
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], false);
+    assert!(f
+        .provider
+        .keys()
+        .verify_id_token_hint(&id_token, "https://idp.example")
+        .is_err());
+    let jwks = f.provider.keys().jwks().unwrap().to_string();
+    assert!(!jwks.contains(&old), "not published");
+    assert!(jwks.contains(&new));
+    let cc_after = f.provider.token(f.secret_auth(), cc.clone()).await.unwrap();
+    assert_eq!(
+        kid_of(&cc_after.access_token),
+        new,
+        "not the remembered key"
+    );
+    let after = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    assert_eq!(kid_of(&after.access_token), new);
+    assert!(f.provider.userinfo(after.access_token).await.is_ok());
+    // Listed as revoked, audited, and only once.
+    let listed = f.provider.keys().list().unwrap();
+    assert!(listed
+        .iter()
+        .any(|k| k.kid == old && k.revoked_at.is_some()));
+    assert!(matches!(
+        other.revoke_key(&old).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        other.revoke_key("no-such-key").await,
+        Err(Error::NotFound)
+    ));
+    let log = f.provider.audit();
+    log.flush().unwrap();
+    let n = log.size().unwrap();
+    assert!(log
+        .entries(0, n, n)
+        .unwrap()
+        .iter()
+        .any(|e| e.entry.contains("event=key.revoked") && e.entry.contains(&old)));
+    // Revoking a key that does not sign (a retired one) makes no new key.
+    let retired = f
+        .provider
+        .keys()
+        .rotate(identity_core::model::SigningAlg::Es256, 0)
+        .unwrap();
+    assert_ne!(retired, new);
+    assert_eq!(other.revoke_key(&new).await.unwrap(), None);
 }
 
 async fn concurrent_guesses_cannot_skip_the_delay(backend: Backend) {

@@ -241,6 +241,12 @@ enum KeysCommand {
         #[arg(long)]
         now: bool,
     },
+    /// Revoke a signing key at once (compromised): no replica publishes or trusts it from
+    /// now, tokens it signed are refused, and a new key signs if it was the signing one.
+    Revoke {
+        /// The key's id (`keys list`).
+        kid: String,
+    },
     /// List signing keys.
     List,
 }
@@ -358,7 +364,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 },
             )?;
             let provider = open(&settings)?;
-            seed::load_demo(&provider).await?;
+            seed::load_demo(&provider, settings.listen).await?;
             println!(
                 "DEMO MODE: a throwaway key-encryption key is kept in {}; never use demo mode for real citizens.\n\
                  Demo e-service: client_id demo-eservice, secret demo-eservice-secret, redirect URI http://localhost:8081/callback\n\
@@ -576,7 +582,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                         std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
                     seed::load(&provider, &text).await?
                 }
-                None => seed::load_demo(&provider).await?,
+                None => seed::load_demo(&provider, settings.listen).await?,
             };
             for a in added {
                 println!("added {a}");
@@ -611,9 +617,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                         alg.as_str()
                     );
                 }
+                KeysCommand::Revoke { kid } => {
+                    let new = provider.revoke_key(&kid).await.map_err(|e| e.to_string())?;
+                    println!("key {kid} is revoked: no replica publishes or trusts it");
+                    if let Some(new) = new {
+                        println!("new key {new} signs from now");
+                    }
+                }
                 KeysCommand::List => {
                     for k in provider.keys().list().map_err(|e| e.to_string())? {
-                        let status = if k.retired_at.is_some() {
+                        let status = if k.revoked_at.is_some() {
+                            "revoked"
+                        } else if k.retired_at.is_some() {
                             "retired"
                         } else {
                             "active"

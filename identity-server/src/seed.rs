@@ -4,18 +4,27 @@ use identity_core::model::{ClientSecret, NewCitizen, NewClient};
 use identity_core::password::Password;
 use identity_core::{Error, Provider};
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 /// The demo data, compiled in so `demo` works from any directory.
 const DEMO: &str = include_str!("../../seeds/demo.toml");
 
 /// Loads the demo data, whose citizen and e-service have passwords published in the
-/// README, only where nobody else can use them: a service whose public URL is loopback.
-pub async fn load_demo(provider: &Provider) -> Result<Vec<String>, String> {
+/// README, only where nobody else can use them: a service whose public URL is loopback and
+/// which listens on a loopback address (a loopback public_url alone is only a name; the
+/// listener is what the network reaches).
+pub async fn load_demo(provider: &Provider, listen: SocketAddr) -> Result<Vec<String>, String> {
     let issuer = &provider.config().issuer;
     if !is_loopback_url(issuer) {
         return Err(format!(
             "the demo data has published passwords; it is loaded only when public_url is a loopback URL \
              (localhost, 127.0.0.1 or [::1]), and public_url is {issuer}"
+        ));
+    }
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "the demo data has published passwords; it is loaded only when the service listens on a \
+             loopback address, and listen is {listen}"
         ));
     }
     load(provider, DEMO).await

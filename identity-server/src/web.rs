@@ -742,14 +742,7 @@ fn client_auth(
                         .map_err(|_| Error::InvalidClient)?;
                     let raw = String::from_utf8(raw).map_err(|_| Error::InvalidClient)?;
                     let (id, secret) = raw.split_once(':').ok_or(Error::InvalidClient)?;
-                    // RFC 6749 §2.3.1: both halves are form-urlencoded.
-                    let decode = |s: &str| -> String {
-                        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                            .next()
-                            .map(|(_, v)| v.into_owned())
-                            .unwrap_or_default()
-                    };
-                    let (id, secret) = (decode(id), decode(secret));
+                    let (id, secret) = (form_decode(id), form_decode(secret));
                     if id.chars().chain(secret.chars()).any(char::is_control) {
                         return Err(Error::InvalidClient);
                     }
@@ -1480,6 +1473,15 @@ fn ended(
     }
 }
 
+/// One half of HTTP Basic client credentials, which RFC 6749 §2.3.1 form-urlencodes. A raw
+/// `&` (from a client that did not encode) is a literal `&`, not the end of the value.
+fn form_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('&', "%26")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 /// The language switch: remembers the choice for a year and goes back to the page. Only a
 /// path on this site is a valid way back, so the switch cannot redirect elsewhere.
 async fn switch_language(
@@ -1502,11 +1504,14 @@ async fn switch_language(
 
 /// `back` read as a browser would read it, relative to the issuer: its path and query if it
 /// stays on the issuer's origin, else `None`. Parsing rather than pattern-matching the text
-/// matters because browsers strip tabs and newlines and read `\\` as `/`.
+/// matters because browsers strip tabs and newlines and read `\\` as `/`. A path that
+/// itself begins with `//` (`/.//x`, or `//x` after this origin) is refused: sent as a
+/// relative `Location` it is a network-path reference to the host `x`.
 fn same_origin_path(issuer: &str, back: &str) -> Option<String> {
     let base = url::Url::parse(issuer).ok()?;
     let to = base.join(back).ok()?;
-    (to.origin() == base.origin()).then(|| to[url::Position::BeforePath..].to_owned())
+    (to.origin() == base.origin() && !to.path().starts_with("//"))
+        .then(|| to[url::Position::BeforePath..].to_owned())
 }
 
 /// Liveness: the process answers.
@@ -1557,7 +1562,38 @@ async fn home() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_address, forwarded_for, x_forwarded_for};
+    use super::{client_address, form_decode, forwarded_for, same_origin_path, x_forwarded_for};
+
+    #[test]
+    fn basic_credentials_are_form_decoded_whole() {
+        assert_eq!(form_decode("a%26b"), "a&b");
+        assert_eq!(form_decode("a&b=c"), "a&b=c");
+        assert_eq!(form_decode("a+b%2Bc"), "a b+c");
+        assert_eq!(form_decode(""), "");
+    }
+
+    #[test]
+    fn the_way_back_stays_on_the_site() {
+        let issuer = "http://localhost:8080";
+        for bad in [
+            "//evil.example",
+            "/.//evil.example",
+            "/a/..//evil.example",
+            "http://localhost:8080//evil.example",
+            "/\t/evil.example",
+            "https://evil.example/",
+        ] {
+            assert_eq!(same_origin_path(issuer, bad), None, "{bad}");
+        }
+        assert_eq!(
+            same_origin_path(issuer, "/activate?code=1").as_deref(),
+            Some("/activate?code=1")
+        );
+        assert_eq!(
+            same_origin_path(issuer, "http://localhost:8080/account").as_deref(),
+            Some("/account")
+        );
+    }
 
     fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()

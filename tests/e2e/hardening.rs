@@ -25,6 +25,11 @@ async fn language_switch_never_leaves_the_site() {
         "http:evil.example",
         "%09//evil.example",
         "/ /evil.example",
+        // The path of a same-origin URL may itself start with `//`: sent as a relative
+        // Location it is a network-path reference to another host.
+        "/.//evil.example",
+        "/a/..//evil.example",
+        "/%2E//evil.example",
     ] {
         let r = b
             .get(server.url(&format!("/lang/en?back={back}")))
@@ -41,6 +46,20 @@ async fn language_switch_never_leaves_the_site() {
         } else {
             assert_eq!(status, 400, "{back}");
         }
+    }
+    let own = format!("{}//evil.example", server.base);
+    let r = b
+        .get(server.url("/lang/en"))
+        .query(&[("back", own.as_str())])
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 303 {
+        let loc = location(&r);
+        let to = base.join(&loc).unwrap();
+        assert_eq!(to.origin(), base.origin(), "{own} -> {loc:?}");
+    } else {
+        assert_eq!(r.status(), 400, "{own}");
     }
     // A path on this site, with its query, is kept.
     let r = b
@@ -174,16 +193,31 @@ fn demo_data_only_on_a_loopback_url() {
         ),
     )
     .unwrap();
-    let seed = |public_url: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_identity-server"))
-            .arg("--config")
+    let seed_on = |public_url: &str, listen: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_identity-server"));
+        cmd.arg("--config")
             .arg(&cfg)
             .arg("seed")
             .env("IDENTITY_PUBLIC_URL", public_url)
-            .env_remove("IDENTITY_DATABASE_URL")
-            .output()
-            .unwrap()
+            .env("IDENTITY_LISTEN", listen)
+            .env_remove("IDENTITY_DATABASE_URL");
+        if listen.starts_with("0.0.0.0") {
+            // Only the settings are read; seed never opens the certificate.
+            cmd.env("IDENTITY_TLS_CERT", dir.path().join("cert.pem"))
+                .env("IDENTITY_TLS_KEY", dir.path().join("key.pem"));
+        }
+        cmd.output().unwrap()
     };
+    let seed = |public_url: &str| seed_on(public_url, "127.0.0.1:8080");
+    // A loopback public_url on a service that listens on every interface: the published
+    // passwords would be reachable from the network through it.
+    let out = seed_on("https://localhost:8443", "0.0.0.0:8443");
+    assert!(
+        !out.status.success(),
+        "demo data loaded for a service on 0.0.0.0"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
     for public in ["https://id.example.gov.hk", "https://localhost.example.com"] {
         let out = seed(public);
         assert!(!out.status.success(), "{public}: the demo data was loaded");
@@ -204,7 +238,7 @@ fn demo_data_only_on_a_loopback_url() {
         .env("IDENTITY_PUBLIC_URL", "https://id.example.gov.hk")
         .env_remove("IDENTITY_DATABASE_URL")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
@@ -222,6 +256,12 @@ fn demo_data_only_on_a_loopback_url() {
     assert!(
         status.is_some_and(|s| !s.success()),
         "demo on a public URL must refuse to start, not serve"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("loopback"),
+        "demo refused for another reason: {err}"
     );
 }
 
@@ -270,4 +310,60 @@ fn raw_head(server: &Server, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// `keys revoke KID` from the CLI, beside a running server: the very next request refuses
+/// the key's tokens and the JWKS no longer has it (no waiting for the server's key cache),
+/// and new tokens are signed by a new key.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_key_refused_at_once() {
+    use base64::Engine;
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let (code, verifier) = fresh_code(&server).await;
+    let (status, tokens) = exchange(&server, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let kid = |jwt: &str| -> String {
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(jwt.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    };
+    let old = kid(&access);
+    let userinfo = |token: String| {
+        let url = server.url("/userinfo");
+        async move {
+            http()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(userinfo(access.clone()).await, 200);
+    assert!(get_text(&server.url("/jwks")).await.contains(&old));
+
+    let out = server.cli(&["keys", "revoke", &old]);
+    assert!(out.contains("revoked"), "{out}");
+    assert_eq!(userinfo(access.clone()).await, 401);
+    assert!(!get_text(&server.url("/jwks")).await.contains(&old));
+    let (code, verifier) = fresh_code(&server).await;
+    let (status, tokens) = exchange(&server, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let fresh = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(kid(&fresh), old);
+    assert_eq!(userinfo(fresh).await, 200);
+    let listed = server.cli(&["keys", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&old) && l.contains("revoked")),
+        "{listed}"
+    );
 }

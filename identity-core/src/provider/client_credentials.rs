@@ -90,7 +90,12 @@ impl Provider {
         {
             return None;
         }
-        let signer = self.inner.keys.cached_signer(SigningAlg::Es256)?;
+        // The cached key only if it was read at the client's generation, which the commit
+        // below checks: a key revoked since then moved it.
+        let signer = self
+            .inner
+            .keys
+            .cached_signer(SigningAlg::Es256, generation)?;
         let (response, event) = self
             .issue_client_credentials(&client, input.scope.as_deref(), None, &signer)
             .ok()?;
