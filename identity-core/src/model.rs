@@ -219,6 +219,10 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// Where the client publishes its `private_key_jwt` keys, instead of registering them.
     pub jwks_uri: Option<String>,
+    /// Where a signing request may send the citizen back, matched exactly.
+    pub signing_return_uris: Vec<String>,
+    /// Where the outcome of a signing request may be POSTed, matched exactly.
+    pub signing_callback_uris: Vec<String>,
 }
 
 impl Client {
@@ -269,6 +273,10 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
     /// Where the client publishes its keys (https), for `private_key_jwt`.
     pub jwks_uri: Option<String>,
+    /// Signing `return_uri`s it may name.
+    pub signing_return_uris: Vec<String>,
+    /// Signing `callback_uri`s it may name.
+    pub signing_callback_uris: Vec<String>,
 }
 
 /// A client secret, shown once at registration. Its `Debug` never shows it.

@@ -366,6 +366,21 @@ struct ClientRow {
     post_logout_redirect_uris: Option<String>,
     backchannel_logout_uri: Option<String>,
     jwks_uri: Option<String>,
+    signing_return_uris: Option<String>,
+    signing_callback_uris: Option<String>,
+}
+
+/// A list of URIs stored as a JSON array, NULL when empty.
+fn uri_list(stored: Option<String>) -> Result<Vec<String>> {
+    match stored {
+        Some(s) => serde_json::from_str(&s).map_err(Error::internal),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The stored form of a list of URIs: NULL when empty.
+fn stored_uri_list(uris: &[String]) -> Option<String> {
+    (!uris.is_empty()).then(|| serde_json::to_string(uris).unwrap_or_default())
 }
 
 impl ClientRow {
@@ -382,12 +397,11 @@ impl ClientRow {
             min_acr: self.min_acr,
             jwks: self.jwks,
             fapi: self.fapi != 0,
-            post_logout_redirect_uris: match self.post_logout_redirect_uris {
-                Some(s) => serde_json::from_str(&s).map_err(Error::internal)?,
-                None => Vec::new(),
-            },
+            post_logout_redirect_uris: uri_list(self.post_logout_redirect_uris)?,
             backchannel_logout_uri: self.backchannel_logout_uri,
             jwks_uri: self.jwks_uri,
+            signing_return_uris: uri_list(self.signing_return_uris)?,
+            signing_callback_uris: uri_list(self.signing_callback_uris)?,
         })
     }
 }
@@ -785,6 +799,8 @@ impl Provider {
             .iter()
             .chain(&new.post_logout_redirect_uris)
             .chain(&new.backchannel_logout_uri)
+            .chain(&new.signing_return_uris)
+            .chain(&new.signing_callback_uris)
         {
             check_redirect_uri(uri)?;
         }
@@ -848,6 +864,8 @@ impl Provider {
             post_logout_redirect_uris: new.post_logout_redirect_uris,
             backchannel_logout_uri: new.backchannel_logout_uri,
             jwks_uri: new.jwks_uri,
+            signing_return_uris: new.signing_return_uris,
+            signing_callback_uris: new.signing_callback_uris,
         };
         let now = self.inner.clock.now();
         self.inner.db.with(|conn| {
@@ -867,14 +885,13 @@ impl Provider {
                     clients::min_acr.eq(&client.min_acr),
                     clients::jwks.eq(&client.jwks),
                     clients::fapi.eq(i32::from(client.fapi)),
-                    clients::post_logout_redirect_uris.eq((!client
-                        .post_logout_redirect_uris
-                        .is_empty())
-                    .then(|| {
-                        serde_json::to_string(&client.post_logout_redirect_uris).unwrap_or_default()
-                    })),
+                    clients::post_logout_redirect_uris
+                        .eq(stored_uri_list(&client.post_logout_redirect_uris)),
                     clients::backchannel_logout_uri.eq(&client.backchannel_logout_uri),
                     clients::jwks_uri.eq(&client.jwks_uri),
+                    clients::signing_return_uris.eq(stored_uri_list(&client.signing_return_uris)),
+                    clients::signing_callback_uris
+                        .eq(stored_uri_list(&client.signing_callback_uris)),
                 ))
                 .execute(conn)
                 .map_err(|e| match Error::from(e) {

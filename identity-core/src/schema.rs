@@ -46,6 +46,8 @@ diesel::table! {
         post_logout_redirect_uris -> Nullable<Text>,
         backchannel_logout_uri -> Nullable<Text>,
         jwks_uri -> Nullable<Text>,
+        signing_return_uris -> Nullable<Text>,
+        signing_callback_uris -> Nullable<Text>,
     }
 }
 

@@ -166,6 +166,8 @@ fn client(id: &str, dept: &str, public: bool) -> NewClient {
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,
         jwks_uri: None,
+        signing_return_uris: vec![REDIRECT.into()],
+        signing_callback_uris: vec!["https://eservice.example/signed".into()],
     }
 }
 

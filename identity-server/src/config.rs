@@ -37,6 +37,9 @@ pub struct Settings {
     pub audit_checkpoint_seconds: u64,
     /// Reverse proxies whose forwarding header is believed (addresses or networks).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Internal networks that requests on a client's behalf (signing callbacks,
+    /// back-channel logout, `jwks_uri`) may reach; none by default.
+    pub outbound_allow: Vec<ipnet::IpNet>,
     /// Which header those proxies write the client's address in.
     pub forwarded_header: ForwardedHeader,
     /// Provider lifetimes, password policy and hashing.
@@ -81,6 +84,7 @@ const KEYS: &[&str] = &[
     "lockout_after",
     "per_address_limit",
     "trusted_proxies",
+    "outbound_allow",
     "forwarded_header",
     "audit_checkpoint_seconds",
     "webauthn_rp_id",
@@ -274,16 +278,8 @@ impl Settings {
         provider.throttle.per_address_limit =
             src.number("per_address_limit", 100i64, 1, 1_000_000)?;
 
-        let trusted_proxies = src
-            .string("trusted_proxies", "")
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or network"))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let trusted_proxies = networks("trusted_proxies", &src.string("trusted_proxies", ""))?;
+        let outbound_allow = networks("outbound_allow", &src.string("outbound_allow", ""))?;
 
         let forwarded_header = match src.string("forwarded_header", "x-forwarded-for").as_str() {
             "x-forwarded-for" => ForwardedHeader::XForwardedFor,
@@ -297,6 +293,7 @@ impl Settings {
 
         Ok(Settings {
             trusted_proxies,
+            outbound_allow,
             forwarded_header,
             public_url,
             listen,
@@ -314,6 +311,18 @@ impl Settings {
             provider,
         })
     }
+}
+
+/// A list of addresses or networks (CIDR), separated by commas or spaces.
+fn networks(key: &str, text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{key}: {s:?} is not an IP address or network"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

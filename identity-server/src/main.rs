@@ -7,6 +7,7 @@ mod html;
 mod i18n;
 mod metrics;
 mod openapi;
+mod outbound;
 mod params;
 mod registration_api;
 mod seed;
@@ -127,6 +128,14 @@ enum ClientCommand {
         /// Where a back-channel logout token is POSTed when a citizen's session ends.
         #[arg(long)]
         backchannel_logout_uri: Option<String>,
+        /// Where a signing request may send the citizen back (repeat for several); a
+        /// request's return_uri must be one of these, exactly.
+        #[arg(long = "signing-return-uri")]
+        signing_return_uris: Vec<String>,
+        /// Where the outcome of a signing request may be POSTed (repeat for several); a
+        /// request's callback_uri must be one of these, exactly.
+        #[arg(long = "signing-callback-uri")]
+        signing_callback_uris: Vec<String>,
     },
     /// List registered e-services.
     List,
@@ -270,23 +279,22 @@ fn open_db(settings: &Settings, pool_size: u32) -> Result<Db, String> {
 /// runs its own small runtime on its own thread, since the core calls it from a blocking
 /// thread and fetches are rare (the core caches the result for minutes).
 #[derive(Debug)]
-struct HttpJwks;
+struct HttpJwks(outbound::Policy);
 
 impl identity_core::client_auth::JwksFetcher for HttpJwks {
     fn fetch(&self, uri: &str) -> Result<String, String> {
         let uri = uri.to_owned();
+        let policy = self.0.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
             rt.block_on(async move {
-                let http = reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(5))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let r = http.get(&uri).send().await.map_err(|e| e.to_string())?;
+                // A client of its own on this thread's runtime: a reqwest client's
+                // connections belong to the runtime that made them.
+                let http = outbound::Outbound::new(policy, std::time::Duration::from_secs(5))?;
+                let r = http.get(&uri)?.send().await.map_err(|e| e.to_string())?;
                 if !r.status().is_success() {
                     return Err(format!("{uri}: status {}", r.status()));
                 }
@@ -318,7 +326,9 @@ fn open(settings: &Settings) -> Result<Provider, String> {
     let db = open_db(settings, settings.db_pool_size)?;
     db.migrate().map_err(|e| e.to_string())?;
     let mut config = settings.provider.clone();
-    config.jwks_fetcher = Some(std::sync::Arc::new(HttpJwks));
+    config.jwks_fetcher = Some(std::sync::Arc::new(HttpJwks(outbound::Policy::new(
+        settings.outbound_allow.clone(),
+    ))));
     let provider = Provider::new(db, settings.kek.clone(), Clock::system(), config)
         .map_err(|e| e.to_string())?;
     provider.keys().ensure_keys().map_err(|e| e.to_string())?;
@@ -394,6 +404,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                     fapi,
                     post_logout_redirect_uris,
                     backchannel_logout_uri,
+                    signing_return_uris,
+                    signing_callback_uris,
                 } => {
                     let jwks =
                         match jwks {
@@ -419,6 +431,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                             fapi,
                             post_logout_redirect_uris,
                             backchannel_logout_uri,
+                            signing_return_uris,
+                            signing_callback_uris,
                         })
                         .await
                         .map_err(|e| e.to_string())?;

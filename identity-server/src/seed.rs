@@ -67,6 +67,10 @@ struct SeedClient {
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
     backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    signing_return_uris: Vec<String>,
+    #[serde(default)]
+    signing_callback_uris: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +106,8 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             post_logout_redirect_uris: c.post_logout_redirect_uris,
             backchannel_logout_uri: c.backchannel_logout_uri,
             jwks_uri: None,
+            signing_return_uris: c.signing_return_uris,
+            signing_callback_uris: c.signing_callback_uris,
         };
         match provider.register_client(new).await {
             Ok(_) => added.push(format!("client {}", c.id)),

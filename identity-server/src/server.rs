@@ -52,11 +52,10 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         // Behind a TLS-terminating proxy the server speaks HTTP but citizens use https: the
         // public URL, not the listener, decides.
         secure_cookies: settings.public_url.scheme() == "https",
-        http: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("outgoing HTTP client: {e}"))?,
+        outbound: crate::outbound::Outbound::new(
+            crate::outbound::Policy::new(settings.outbound_allow.clone()),
+            std::time::Duration::from_secs(5),
+        )?,
         metrics: std::sync::Arc::new(crate::metrics::Metrics::new()?),
     };
     let max_body = settings.max_body_bytes;

@@ -33,8 +33,9 @@ pub struct AppState {
     pub csrf: KeyedHash,
     /// Whether cookies must be `Secure`.
     pub secure_cookies: bool,
-    /// Outgoing calls (signing callbacks): rustls, short timeouts, no redirects.
-    pub http: reqwest::Client,
+    /// Outgoing calls on a client's behalf (signing callbacks, back-channel logout):
+    /// rustls, short timeouts, no redirects, internal addresses only as `outbound_allow` says.
+    pub outbound: crate::outbound::Outbound,
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Reverse proxies whose forwarding header is believed.
@@ -1365,14 +1366,21 @@ pub(crate) fn post_in_background(
     what: &'static str,
     body: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + 'static,
 ) {
-    let client = state.http.clone();
+    let client = state.outbound.clone();
     tokio::spawn(async move {
         for attempt in 0..4u32 {
             if attempt > 0 {
                 tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt * attempt)))
                     .await;
             }
-            match body(client.post(&uri)).send().await {
+            let request = match client.post(&uri) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "notification refused by outbound_allow");
+                    return;
+                }
+            };
+            match body(request).send().await {
                 Ok(r) if r.status().is_success() => return,
                 Ok(r) => {
                     tracing::warn!(status = %r.status(), attempt, what, "notification refused")

@@ -135,6 +135,10 @@ fn register_rp(server: &Server, callback: &str) -> String {
         callback,
         "--scopes",
         "openid profile email signing",
+        "--signing-return-uri",
+        callback,
+        "--signing-callback-uri",
+        &format!("{callback}/signing"),
     ]);
     out.lines()
         .find_map(|l| l.strip_prefix("client_secret: "))

@@ -278,19 +278,20 @@ async fn fapi_flow_postgres() {
     fapi_flow(Backend::Postgres).await
 }
 
-/// A client whose keys are published at a URL: the server fetches them over HTTP.
-#[tokio::test(flavor = "multi_thread")]
-async fn private_key_jwt_with_published_keys() {
-    let server = Server::start(Backend::Sqlite, &[]).await;
-    let key = Key::new();
+/// Publishes `key` (kid `k1`) as a JWKS on a loopback port, answering every connection;
+/// returns the port and how many connections came.
+pub fn serve_jwks(key: &Key) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let mut jwk = key.jwk.clone();
     jwk["kid"] = "k1".into();
     let body = json!({"keys": [jwk]}).to_string();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         for mut stream in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut buf = [0u8; 2048];
             let _ = stream.read(&mut buf);
             let _ = write!(
@@ -301,6 +302,15 @@ async fn private_key_jwt_with_published_keys() {
             );
         }
     });
+    (port, hits)
+}
+
+/// A client whose keys are published at a URL: the server fetches them over HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn private_key_jwt_with_published_keys() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let key = Key::new();
+    let (port, _) = serve_jwks(&key);
     let uri = format!("http://localhost:{port}/jwks.json");
     server.cli(&[
         "client",

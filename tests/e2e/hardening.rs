@@ -367,3 +367,54 @@ async fn revoked_key_refused_at_once() {
         "{listed}"
     );
 }
+
+/// Requests on a client's behalf never reach the operator's own network unless
+/// `outbound_allow` says so: a `jwks_uri` on loopback, by name (refused after resolution)
+/// or by literal address (refused before any connection), is never fetched, and the client
+/// cannot authenticate with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_requests_refuse_internal_addresses() {
+    use crate::fapi::Key;
+    let server = Server::start(Backend::Sqlite, &[("IDENTITY_OUTBOUND_ALLOW", "")]).await;
+    let key = Key::new();
+    let (port, hits) = crate::fapi::serve_jwks(&key);
+    for (id, host) in [("by-name", "localhost"), ("by-address", "127.0.0.1")] {
+        let uri = format!("http://{host}:{port}/jwks.json");
+        server.cli(&[
+            "client",
+            "add",
+            "--id",
+            id,
+            "--name",
+            "Published keys",
+            "--department",
+            "Dept P",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--jwks-uri",
+            &uri,
+            "--scopes",
+            "signing",
+        ]);
+        let status = http()
+            .post(server.url("/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    identity_core::client_auth::ASSERTION_TYPE,
+                ),
+                ("client_assertion", &key.assertion(id, &server.base)),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401, "{id}");
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server connected to a loopback address"
+    );
+}

@@ -76,6 +76,23 @@ async fn signing_api_refusals() {
         ("description", json!("pay \u{2066}999\u{2069}"), "printable"),
         ("subject", json!("unknown-subject"), "not a citizen known"),
         ("return_uri", json!("http://evil.example/x"), "https"),
+        // Well-formed but not registered for the client: an open redirect, and a request
+        // forged into the operator's network (issue 17).
+        (
+            "return_uri",
+            json!("https://evil.example/x"),
+            "not registered",
+        ),
+        (
+            "return_uri",
+            json!("http://localhost:8081/other"),
+            "not registered",
+        ),
+        (
+            "callback_uri",
+            json!("https://10.0.0.1/admin"),
+            "not registered",
+        ),
     ] {
         let mut body = good.clone();
         body[field] = value;
@@ -88,16 +105,21 @@ async fn signing_api_refusals() {
     }
     let (status, _) = ask(json!({"nonsense": true}), Some(token.clone())).await;
     assert_eq!(status, 400);
-    // A citizen without a passkey cannot be asked: signing needs one.
-    let (status, v) = ask(good.clone(), Some(token.clone())).await;
-    assert_eq!(status, 400);
-    assert!(
-        v["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("no passkey"),
-        "{v}"
-    );
+    // A citizen without a passkey cannot be asked: signing needs one. (The registered
+    // return_uri passes its check and meets this one.)
+    let mut registered = good.clone();
+    registered["return_uri"] = json!("http://localhost:8081/");
+    for body in [good.clone(), registered] {
+        let (status, v) = ask(body, Some(token.clone())).await;
+        assert_eq!(status, 400);
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("no passkey"),
+            "{v}"
+        );
+    }
 
     // Results and pages of requests that do not exist.
     let r = http()
@@ -184,6 +206,35 @@ async fn signed_through_the_sdk(backend: Backend) {
     .unwrap();
     let ca = client.ca_certificate().await.unwrap();
     let (callback_uri, seen) = crate::browser::callback_server_seeing();
+    // The callback must be registered for the e-service: a second client of the same
+    // department (so the same pairwise subject) registers this test's listener.
+    let out = server.cli(&[
+        "client",
+        "add",
+        "--name",
+        "Stall licensing",
+        "--department",
+        "Digital Policy Office",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--scopes",
+        "signing",
+        "--signing-callback-uri",
+        &callback_uri,
+    ]);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_owned()
+    };
+    let client = SigningClient::with_client_credentials(
+        &server.base,
+        &field("client_id: "),
+        ClientSecret::new(field("client_secret: ")),
+    )
+    .await
+    .unwrap();
     let mut doc = DocumentToSign::sha256(&subject, digest.as_ref(), "Stall licence.pdf");
     doc.callback_uri = Some(callback_uri);
     let asked = client.ask(&doc).await.unwrap();

@@ -241,6 +241,20 @@ impl Provider {
         self.run(move |this, ev| {
             this.audited_tx(ev, |conn, ev| {
                 let client = Self::client(conn, &client_id)?.ok_or(Error::InvalidClient)?;
+                // Only URIs registered for the client, matched exactly as redirect URIs
+                // are: any other would make the service an open redirect (return_uri) or
+                // a forger of requests into networks it can reach (callback_uri).
+                for (uri, registered, field) in [
+                    (&new.return_uri, &client.signing_return_uris, "return_uri"),
+                    (&new.callback_uri, &client.signing_callback_uris, "callback_uri"),
+                ] {
+                    if uri.as_ref().is_some_and(|u| !registered.contains(u)) {
+                        return Err(Error::InvalidRequest(format!(
+                            "{field} is not registered for this e-service (client add --signing-{}-uri)",
+                            field.trim_end_matches("_uri")
+                        )));
+                    }
+                }
                 let found: Option<String> = subjects::table
                     .find((&client.sector, &new.subject))
                     .select(subjects::citizen_id)

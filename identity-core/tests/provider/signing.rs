@@ -276,6 +276,33 @@ pub async fn signing_refusals(backend: Backend) {
         create(&s, bad).await,
         Err(Error::InvalidRequest(_))
     ));
+    // Well-formed, but not registered for the client (issue 17): refused, and nothing
+    // is written.
+    let pending = |s: &Signing| {
+        s.f.db
+            .with(|c| {
+                use diesel::prelude::*;
+                use identity_core::schema::signing_requests;
+                Ok(signing_requests::table.count().get_result::<i64>(c)?)
+            })
+            .unwrap()
+    };
+    let before = pending(&s);
+    for (return_uri, callback_uri) in [
+        (Some("https://evil.example/cb"), None),
+        (Some("https://eservice.example/cb/"), None),
+        (None, Some("https://10.0.0.1/admin")),
+        (None, Some("https://eservice.example/signed?x=1")),
+    ] {
+        let mut bad = s.ask(&digest);
+        bad.return_uri = return_uri.map(Into::into);
+        bad.callback_uri = callback_uri.map(Into::into);
+        match create(&s, bad).await {
+            Err(Error::InvalidRequest(m)) => assert!(m.contains("not registered"), "{m}"),
+            other => panic!("{return_uri:?} {callback_uri:?}: {other:?}"),
+        }
+    }
+    assert_eq!(pending(&s), before);
 
     // Another client cannot see the result.
     let r1 = create(&s, s.ask(&digest)).await.unwrap();
