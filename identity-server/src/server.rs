@@ -49,9 +49,6 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         forwarded_header: settings.forwarded_header,
         csrf: settings.kek.derive(Purpose::Csrf),
         provider,
-        // Behind a TLS-terminating proxy the server speaks HTTP but citizens use https: the
-        // public URL, not the listener, decides.
-        secure_cookies: settings.public_url.scheme() == "https",
         outbound: crate::outbound::Outbound::new(
             crate::outbound::Policy::new(settings.outbound_allow.clone()),
             std::time::Duration::from_secs(5),

@@ -31,8 +31,6 @@ pub struct AppState {
     pub provider: Provider,
     /// Key of CSRF tokens.
     pub csrf: KeyedHash,
-    /// Whether cookies must be `Secure`.
-    pub secure_cookies: bool,
     /// Outgoing calls on a client's behalf (signing callbacks, back-channel logout):
     /// rustls, short timeouts, no redirects, internal addresses only as `outbound_allow` says.
     pub outbound: crate::outbound::Outbound,
@@ -44,10 +42,15 @@ pub struct AppState {
     pub forwarded_header: crate::config::ForwardedHeader,
 }
 
-const SESSION_COOKIE: &str = "idp_session";
-const INTERACTION_COOKIE: &str = "idp_interaction";
-const LOGIN_CSRF_COOKIE: &str = "idp_csrf";
-const LANG_COOKIE: &str = "idp_lang";
+// `__Host-`: the browser accepts these only from this origin, Secure, with `Path=/` and no
+// `Domain`, so a sibling subdomain (another department's site) cannot plant one to fix a
+// session or a CSRF binding. Browsers keep Secure cookies on http://localhost too.
+const SESSION_COOKIE: &str = "__Host-idp_session";
+const INTERACTION_COOKIE: &str = "__Host-idp_interaction";
+const LOGIN_CSRF_COOKIE: &str = "__Host-idp_csrf";
+const LANG_COOKIE: &str = "__Host-idp_lang";
+/// Pending sign-ins one browser may have at once (tabs), in the interaction cookie.
+const INTERACTIONS_KEPT: usize = 4;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -118,11 +121,12 @@ fn session_cookie(req: &HttpRequest) -> Option<SessionToken> {
         .filter(|t| !t.expose().is_empty() && t.expose().len() <= 64)
 }
 
-fn cookie<'a>(state: &AppState, name: &'a str, value: String, path: String) -> Cookie<'a> {
+/// One of our cookies: `__Host-` rules (Secure, `Path=/`, no `Domain`), HttpOnly, Lax.
+fn cookie(name: &str, value: String) -> Cookie<'_> {
     Cookie::build(name, value)
-        .path(path)
+        .path("/")
         .http_only(true)
-        .secure(state.secure_cookies)
+        .secure(true)
         .same_site(SameSite::Lax)
         .finish()
 }
@@ -394,16 +398,13 @@ async fn authorize(
     {
         Step::Redirect(url) => Ok(see_other(&url)),
         Step::Interact(id) => {
-            // The pending request is bound to this browser by a cookie scoped to its own
-            // path, so a link to someone else's request cannot be completed here.
+            // The pending request is bound to this browser by a cookie that names it (with
+            // the few others this browser has open in other tabs), so a link to someone
+            // else's request cannot be completed here.
             let mut resp = see_other(&format!("/interaction/{id}"));
-            resp.add_cookie(&cookie(
-                &state,
-                INTERACTION_COOKIE,
-                id.clone(),
-                format!("/interaction/{id}"),
-            ))
-            .map_err(Error::internal)?;
+            let kept = interactions_with(req.cookie(INTERACTION_COOKIE).as_ref(), &id);
+            resp.add_cookie(&cookie(INTERACTION_COOKIE, kept))
+                .map_err(Error::internal)?;
             Ok(resp)
         }
     }
@@ -458,9 +459,24 @@ pub(crate) async fn par(
         .json(json!({ "request_uri": request_uri, "expires_in": expires_in })))
 }
 
+/// The interaction cookie's value with `id` first: the newest few ids, dot-separated
+/// (interaction ids are base64url, which has no dot).
+fn interactions_with(current: Option<&Cookie<'_>>, id: &str) -> String {
+    let older = current
+        .map(|c| c.value())
+        .unwrap_or_default()
+        .split('.')
+        .filter(|v| !v.is_empty() && *v != id);
+    std::iter::once(id)
+        .chain(older)
+        .take(INTERACTIONS_KEPT)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 fn bound_interaction(req: &HttpRequest, id: &str) -> Result<(), Error> {
     match req.cookie(INTERACTION_COOKIE) {
-        Some(c) if c.value() == id => Ok(()),
+        Some(c) if c.value().split('.').any(|v| v == id) => Ok(()),
         _ => Err(Error::InvalidRequest(
             "this sign-in was started in another browser or has expired; return to the e-service and start again".into(),
         )),
@@ -608,7 +624,7 @@ async fn interaction_login(
         .await;
     state.metrics.login("password", result.is_ok());
     match result {
-        Ok(token) => logged_in(&state, &format!("/interaction/{id}"), &token),
+        Ok(token) => logged_in(&format!("/interaction/{id}"), &token),
         Err(e) => login_failure_page(
             &LoginAgain {
                 req: &req,
@@ -648,7 +664,7 @@ async fn interaction_passkey(
         .await;
     state.metrics.login("passkey", result.is_ok());
     match result {
-        Ok(token) => logged_in(&state, &format!("/interaction/{id}"), &token),
+        Ok(token) => logged_in(&format!("/interaction/{id}"), &token),
         Err(e) => login_failure_page(
             &LoginAgain {
                 req: &req,
@@ -664,19 +680,10 @@ async fn interaction_passkey(
 }
 
 /// Sets the session cookie and goes on.
-fn logged_in(
-    state: &AppState,
-    next: &str,
-    token: &SessionToken,
-) -> Result<HttpResponse, PageError> {
+fn logged_in(next: &str, token: &SessionToken) -> Result<HttpResponse, PageError> {
     let mut resp = see_other(next);
-    resp.add_cookie(&cookie(
-        state,
-        SESSION_COOKIE,
-        token.expose().to_owned(),
-        "/".into(),
-    ))
-    .map_err(Error::internal)?;
+    resp.add_cookie(&cookie(SESSION_COOKIE, token.expose().to_owned()))
+        .map_err(Error::internal)?;
     Ok(resp)
 }
 
@@ -973,13 +980,8 @@ async fn account(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
                 },
             ),
         );
-        resp.add_cookie(&cookie(
-            &state,
-            LOGIN_CSRF_COOKIE,
-            binding,
-            "/account".into(),
-        ))
-        .map_err(Error::internal)?;
+        resp.add_cookie(&cookie(LOGIN_CSRF_COOKIE, binding))
+            .map_err(Error::internal)?;
         return Ok(resp);
     };
     let passkeys = state
@@ -1077,7 +1079,7 @@ async fn account_login(
         .await;
     state.metrics.login("password", result.is_ok());
     match result {
-        Ok(token) => logged_in(&state, "/account", &token),
+        Ok(token) => logged_in("/account", &token),
         Err(e) => login_failure_page(
             &account_login_again(
                 &req,
@@ -1109,7 +1111,7 @@ async fn account_passkey_login(
         .await;
     state.metrics.login("passkey", result.is_ok());
     match result {
-        Ok(token) => logged_in(&state, "/account", &token),
+        Ok(token) => logged_in("/account", &token),
         Err(e) => login_failure_page(
             &account_login_again(&req, &csrf_for(&state, "account-login", &binding), ""),
             e,
@@ -1254,7 +1256,7 @@ async fn logout(
         StatusCode::OK,
         html::notice_page(&frame, t.logged_out_title, t.logged_out),
     );
-    let mut gone = cookie(&state, SESSION_COOKIE, String::new(), "/".into());
+    let mut gone = cookie(SESSION_COOKIE, String::new());
     gone.make_removal();
     resp.add_cookie(&gone).map_err(Error::internal)?;
     Ok(resp)
@@ -1305,7 +1307,7 @@ fn render_activation(
         status,
         html::activation_page(&frame, &csrf_for(state, "activate", &binding), code, error),
     );
-    resp.add_cookie(&cookie(state, LOGIN_CSRF_COOKIE, binding, "/".into()))
+    resp.add_cookie(&cookie(LOGIN_CSRF_COOKIE, binding))
         .map_err(Error::internal)?;
     Ok(resp)
 }
@@ -1329,7 +1331,7 @@ async fn activate(
         )
         .await;
     match result {
-        Ok(token) => logged_in(&state, "/account", &token),
+        Ok(token) => logged_in("/account", &token),
         Err(e) if !crate::errors::status_of(&e).is_server_error() => {
             let message = crate::errors::describe(&e);
             let mut resp = render_activation(
@@ -1452,7 +1454,7 @@ fn ended(
                     html::notice_page(&frame, t.logged_out_title, t.logged_out),
                 ),
             };
-            let mut gone = cookie(state, SESSION_COOKIE, String::new(), "/".into());
+            let mut gone = cookie(SESSION_COOKIE, String::new());
             gone.make_removal();
             resp.add_cookie(&gone).map_err(Error::internal)?;
             Ok(resp)
@@ -1504,7 +1506,7 @@ async fn switch_language(
         .and_then(|b| same_origin_path(&state.provider.config().issuer, &b))
         .unwrap_or_else(|| "/account".into());
     let mut resp = see_other(&back);
-    let mut c = cookie(&state, LANG_COOKIE, lang.tag().to_owned(), "/".into());
+    let mut c = cookie(LANG_COOKIE, lang.tag().to_owned());
     c.set_max_age(actix_web::cookie::time::Duration::days(365));
     resp.add_cookie(&c).map_err(Error::internal)?;
     Ok(resp)

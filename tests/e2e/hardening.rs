@@ -418,3 +418,88 @@ async fn outbound_requests_refuse_internal_addresses() {
         "the server connected to a loopback address"
     );
 }
+
+/// Every cookie of the service carries the `__Host-` prefix and its rules (Secure, `Path=/`,
+/// no `Domain`), on http://localhost too, so a sibling subdomain cannot plant one; a cookie
+/// without the prefix (what a sibling could plant) is not read. Two sign-ins pending in one
+/// browser (two tabs) both finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn cookies_are_host_prefixed() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let set_cookies = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let check = |cookies: &[String]| {
+        assert!(!cookies.is_empty());
+        for c in cookies {
+            assert!(c.starts_with("__Host-"), "{c}");
+            assert!(c.split("; ").any(|a| a == "Secure"), "{c}");
+            assert!(c.split("; ").any(|a| a == "Path=/"), "{c}");
+            assert!(!c.to_ascii_lowercase().contains("domain="), "{c}");
+        }
+    };
+    let raw = http();
+    let r = raw.get(server.url("/account")).send().await.unwrap();
+    check(&set_cookies(&r));
+    let r = raw
+        .get(server.url("/lang/zh-Hant?back=/account"))
+        .send()
+        .await
+        .unwrap();
+    check(&set_cookies(&r));
+    let (_, challenge) = pkce();
+    let r = raw
+        .get(auth_url(&server, &challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    check(&set_cookies(&r));
+
+    // A session cookie without the prefix (what a sibling subdomain could plant) is not
+    // read, even with a valid session in it.
+    let b = browser();
+    let (html, act) = open_login(&server, &b, &auth_url(&server, &challenge, &[])).await;
+    let r = post_login(&server, &b, &html, &act, USERNAME, PASSWORD).await;
+    let session = set_cookies(&r)
+        .iter()
+        .find_map(|c| c.strip_prefix("__Host-idp_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let account = |cookie: String| {
+        let url = server.url("/account");
+        let raw = raw.clone();
+        async move {
+            let page = raw
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            !page.contains("name=\"password\"")
+        }
+    };
+    assert!(account(format!("__Host-idp_session={session}")).await);
+    assert!(!account(format!("idp_session={session}")).await);
+
+    // Two pending sign-ins in one browser: each tab's form is accepted.
+    let b = browser();
+    let (_, c1) = pkce();
+    let (_, c2) = pkce();
+    let (html1, act1) = open_login(&server, &b, &auth_url(&server, &c1, &[])).await;
+    let (_html2, _act2) = open_login(&server, &b, &auth_url(&server, &c2, &[])).await;
+    let r = post_login(&server, &b, &html1, &act1, USERNAME, PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        303,
+        "the first tab's sign-in still belongs to this browser"
+    );
+}

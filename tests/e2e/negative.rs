@@ -298,13 +298,17 @@ async fn interaction_bound_to_its_browser_and_csrf_checked() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    // Sessions: HttpOnly, SameSite=Lax, replaced at every login.
+    // Sessions: __Host- (Secure, Path=/, no Domain), HttpOnly, SameSite=Lax, replaced at
+    // every login.
     let r = post_login(&server, &b, &html, &act, USERNAME, PASSWORD).await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
-        cookie.starts_with("idp_session=")
+        cookie.starts_with("__Host-idp_session=")
             && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite=Lax"),
+            && cookie.contains("SameSite=Lax")
+            && cookie.split("; ").any(|a| a == "Secure")
+            && cookie.split("; ").any(|a| a == "Path=/")
+            && !cookie.contains("Domain"),
         "{cookie}"
     );
 }
