@@ -66,6 +66,7 @@ both!(
     step_up_to_a_passkey,
     registration_needs_a_fresh_login,
     enrol_activate_and_recover,
+    credential_changes_end_other_access,
     enrolment_refusals,
     suspended_account_cannot_log_in_or_refresh,
     identity_document_only_to_registered_clients,

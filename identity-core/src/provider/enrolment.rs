@@ -298,8 +298,26 @@ impl Provider {
         now: i64,
         reason: &str,
     ) -> Result<()> {
-        diesel::delete(sessions::table.filter(sessions::citizen_id.eq(citizen_id)))
-            .execute(conn)?;
+        Self::end_other_access(conn, citizen_id, None, now, reason)
+    }
+
+    /// Ends a citizen's sessions but `keep` (the session that made a credential change)
+    /// and every refresh-token family: whoever knew the old password, or held the removed
+    /// passkey, keeps nothing that it gave them.
+    pub(super) fn end_other_access(
+        conn: &mut DbConnection,
+        citizen_id: &str,
+        keep: Option<&SessionToken>,
+        now: i64,
+        reason: &str,
+    ) -> Result<()> {
+        let kept = keep.map(|s| token_hash(s.expose())).unwrap_or_default();
+        diesel::delete(
+            sessions::table
+                .filter(sessions::citizen_id.eq(citizen_id))
+                .filter(sessions::id_hash.ne(kept)),
+        )
+        .execute(conn)?;
         diesel::update(
             token_families::table
                 .filter(token_families::citizen_id.eq(citizen_id))
@@ -504,6 +522,14 @@ impl Provider {
                     Some(_) => {}
                 }
                 Self::end_everything(conn, &citizen_id, now, "recovery")?;
+                // Whoever asked for recovery may be the one who stole the password: it goes,
+                // and the account logs in again only after activation with the new code
+                // (a suspended account stays suspended).
+                diesel::delete(password_credentials::table.find(&citizen_id)).execute(conn)?;
+                diesel::update(citizens::table.find(&citizen_id))
+                    .filter(citizens::status.eq("active"))
+                    .set(citizens::status.eq("pending"))
+                    .execute(conn)?;
                 if remove_passkeys {
                     diesel::delete(passkeys::table.filter(passkeys::citizen_id.eq(&citizen_id)))
                         .execute(conn)?;
@@ -761,6 +787,7 @@ impl Provider {
                         ))
                         .execute(conn)?;
                 }
+                Self::end_other_access(conn, &citizen_id, Some(&session), now, "password-changed")?;
                 ev.push(Event::new("password.set", Audited::Success).citizen(&citizen_id));
                 Ok(())
             })

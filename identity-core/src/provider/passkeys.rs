@@ -693,6 +693,14 @@ impl Provider {
                     ));
                 }
                 diesel::delete(passkeys::table.find(&id)).execute(conn)?;
+                let now = this.inner.clock.now();
+                Self::end_other_access(
+                    conn,
+                    &s.citizen_id,
+                    Some(&session),
+                    now,
+                    "passkey-removed",
+                )?;
                 ev.push(Event::new("passkey.removed", Audited::Success).citizen(&s.citizen_id));
                 Ok(())
             })

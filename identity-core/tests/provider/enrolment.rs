@@ -168,6 +168,115 @@ pub async fn enrol_activate_and_recover(backend: Backend) {
     );
 }
 
+/// A password change or a passkey removal ends the citizen's other sessions and every
+/// refresh-token family, keeping the session that made it; recovery removes the password,
+/// and the account logs in (with a passkey it kept, too) only after activation (issue 17).
+pub async fn credential_changes_end_other_access(backend: Backend) {
+    let f = fixture(backend).await;
+    let (id, code) = f
+        .provider
+        .enrol(OFFICER, registration("A123456(7)"))
+        .await
+        .unwrap();
+    let here = f.wong_session(code.expose()).await;
+    let mut phone = f.add_passkey(&here, "Phone").await;
+    let _laptop = f.add_passkey(&here, "Laptop").await;
+    let first = "Sai-Kung-Country-Park-88";
+    let second = "Tai-Mo-Shan-Summit-957";
+    f.provider
+        .set_password(here.clone(), &Password::new(first))
+        .await
+        .unwrap();
+    let provider = &f.provider;
+    let login = |pw: &'static str| async move {
+        provider
+            .login("wong", &Password::new(pw), "10.0.0.9", None)
+            .await
+    };
+    let alive = |s: SessionToken| async { f.provider.session(Some(s)).await.unwrap().is_some() };
+    // Another browser's session, and an e-service's refresh token.
+    let other = login(first).await.unwrap();
+    let mut offline = request("eservice");
+    offline.scope = Some("openid profile offline_access".into());
+    let (c, _) = f.code_with(offline.clone(), Some(other.clone())).await;
+    let tokens = f.exchange(&c, VERIFIER).await.unwrap();
+    let refresh = tokens.refresh_token.clone().expect("a refresh token");
+
+    f.provider
+        .set_password(here.clone(), &Password::new(second))
+        .await
+        .unwrap();
+    assert!(!alive(other).await, "the other session ended");
+    assert!(alive(here.clone()).await, "the one that changed it stays");
+    assert!(matches!(
+        f.refresh(&refresh).await,
+        Err(Error::InvalidGrant(_))
+    ));
+    assert!(login(first).await.is_err());
+
+    let other = login(second).await.unwrap();
+    let (c, _) = f.code_with(offline, Some(other.clone())).await;
+    let refresh = f
+        .exchange(&c, VERIFIER)
+        .await
+        .unwrap()
+        .refresh_token
+        .expect("a refresh token");
+    let laptop = f
+        .provider
+        .passkeys(Some(here.clone()))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "Laptop")
+        .unwrap()
+        .id;
+    f.provider
+        .remove_passkey(here.clone(), laptop)
+        .await
+        .unwrap();
+    assert!(!alive(other).await);
+    assert!(alive(here.clone()).await);
+    assert!(matches!(
+        f.refresh(&refresh).await,
+        Err(Error::InvalidGrant(_))
+    ));
+
+    // Recovery, keeping the passkeys: the password goes, and nothing logs in until the new
+    // code activates the account again.
+    assert!(f.passkey_login(&mut phone, "wong").await.is_ok());
+    let phone_id = f
+        .provider
+        .passkeys(Some(here.clone()))
+        .await
+        .unwrap()
+        .unwrap()
+        .remove(0)
+        .id;
+    let recovery = f.provider.recover(OFFICER, &id, false).await.unwrap();
+    let record = f.provider.registration(&id).await.unwrap();
+    assert!(!record.has_password);
+    assert_eq!(record.status, "pending");
+    assert!(login(second).await.is_err());
+    // Offered the kept passkey by hand (the ceremony names none for an account that
+    // cannot log in), the answer is refused all the same.
+    let c = f
+        .provider
+        .begin_passkey_login(Some("wong".into()))
+        .await
+        .unwrap();
+    let answer = login_answer_with(&mut phone, &c, &phone_id);
+    assert!(f
+        .provider
+        .finish_passkey_login(c.handle, &answer, "10.0.0.1", None, None)
+        .await
+        .is_err());
+    f.wong_session(recovery.expose()).await;
+    assert_eq!(f.provider.registration(&id).await.unwrap().status, "active");
+    assert!(f.passkey_login(&mut phone, "wong").await.is_ok());
+}
+
 pub async fn enrolment_refusals(backend: Backend) {
     let f = fixture(backend).await;
     let (id, code) = f

@@ -28,7 +28,7 @@ fn register_answer(auth: &mut SoftPasskey, c: &Ceremony, at: &Url) -> String {
 
 /// Answers a login ceremony with a credential of our choosing, as a stale or malicious
 /// page could: the soft authenticator only signs for credentials it is offered.
-fn login_answer_with(auth: &mut SoftPasskey, c: &Ceremony, cred_id: &str) -> String {
+pub fn login_answer_with(auth: &mut SoftPasskey, c: &Ceremony, cred_id: &str) -> String {
     let mut options = c.options.clone();
     options["publicKey"]["allowCredentials"] =
         serde_json::json!([{"type": "public-key", "id": cred_id}]);
@@ -66,7 +66,7 @@ impl Fixture {
         auth
     }
 
-    async fn passkey_login(
+    pub async fn passkey_login(
         &self,
         auth: &mut SoftPasskey,
         username: &str,
