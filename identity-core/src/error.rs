@@ -49,9 +49,13 @@ pub enum Error {
     /// Too many failures for this account: wait this many seconds.
     #[error("too many attempts; retry after {retry_after} s")]
     Throttled { retry_after: u64 },
-    /// The account is locked after too many failures.
+    /// The account's password is locked after too many failures, for `retry_after`
+    /// seconds (passkeys still log in).
     #[error("account locked")]
-    Locked,
+    Locked {
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
     /// A passkey's signature counter went backwards: it may have been cloned. Refused.
     #[error("passkey counter went backwards")]
     PasskeyCloned,

@@ -1093,7 +1093,7 @@ impl Provider {
             Ok(_) => return result,
             Err(Error::BadCredentials) => (Audited::Failure, "bad-credentials"),
             Err(Error::Throttled { .. }) => (Audited::Failure, "throttled"),
-            Err(Error::Locked) => (Audited::Failure, "locked"),
+            Err(Error::Locked { .. }) => (Audited::Failure, "locked"),
             Err(_) => return result,
         };
         let mut event = Event::new("login", outcome).source(source).detail(detail);
@@ -2549,11 +2549,18 @@ impl Provider {
                 .execute(conn)?;
             n += diesel::delete(par_requests::table.filter(par_requests::expires_at.le(now)))
                 .execute(conn)?;
+            // A day after the last failure no lock is left (the longest lasts a day), but a
+            // locked account's count stays for a week, so that a guesser who comes back
+            // meets a longer lock, not a fresh start.
             n += diesel::delete(
                 throttles::table
-                    .filter(throttles::last_failure_at.le(now - 86_400))
+                    .filter(throttles::last_failure_at.le(now - crate::throttle::LONGEST_LOCK))
                     .filter(throttles::window_start.le(now - cfg.throttle.per_address_window))
-                    .filter(throttles::failures.lt(cfg.throttle.lockout_after)),
+                    .filter(
+                        throttles::failures
+                            .lt(cfg.throttle.lockout_after)
+                            .or(throttles::last_failure_at.le(now - 7 * 86_400)),
+                    ),
             )
             .execute(conn)?;
             Ok(n)

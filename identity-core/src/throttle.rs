@@ -2,8 +2,11 @@
 //!
 //! Per account (keyed by a keyed hash of the username, known or not, so lock-out says
 //! nothing about whether an account exists): after `free_failures` consecutive failures
-//! each attempt waits 2^(n - free + 1) seconds (capped), and at `lockout_after` the account is
-//! locked until an operator unlocks it. Per source address: at most `per_address_limit`
+//! each attempt waits 2^(n - free + 1) seconds (capped), and at `lockout_after` the account's
+//! password is locked for 15 minutes, doubling with each failure after a lock ends (at most a
+//! day), or until an operator unlocks it. A lock is never permanent, so nobody can lock a
+//! citizen out for good by typing their username, and it counts password attempts only:
+//! passkey logins are not throttled by it. Per source address: at most `per_address_limit`
 //! failed attempts in a window.
 //!
 //! An attempt is counted *before* the password is checked, with a compare-and-set on the
@@ -49,7 +52,7 @@ struct Row {
     _key: String,
     failures: i64,
     window_start: i64,
-    _last_failure_at: i64,
+    last_failure_at: i64,
     next_allowed_at: i64,
 }
 
@@ -85,7 +88,22 @@ fn load_or_create(conn: &mut DbConnection, key: &str, now: i64) -> Result<Row> {
 /// A concurrent attempt changed the counter first: this one waits a moment.
 const RACE: Error = Error::Throttled { retry_after: 1 };
 
+/// The first lock-out's length; each failure after a lock ends doubles it.
+const FIRST_LOCK: i64 = 15 * 60;
+/// The longest lock-out.
+pub const LONGEST_LOCK: i64 = 86_400;
+
 impl ThrottleConfig {
+    /// How long the account stays locked after its `failures`-th consecutive failure: none
+    /// below `lockout_after`, then 15 minutes, 30, 60, … up to a day.
+    fn lock_after(&self, failures: i64) -> i64 {
+        if failures < self.lockout_after {
+            return 0;
+        }
+        let doublings = (failures - self.lockout_after).min(20) as u32;
+        FIRST_LOCK.saturating_mul(1 << doublings).min(LONGEST_LOCK)
+    }
+
     fn delay_after(&self, failures: i64) -> i64 {
         if failures < self.free_failures {
             return 0;
@@ -105,8 +123,11 @@ impl ThrottleConfig {
         now: i64,
     ) -> Result<()> {
         let r = load_or_create(conn, account, now)?;
-        if r.failures >= self.lockout_after {
-            return Err(Error::Locked);
+        let locked_until = r.last_failure_at + self.lock_after(r.failures);
+        if locked_until > now {
+            return Err(Error::Locked {
+                retry_after: (locked_until - now) as u64,
+            });
         }
         if r.next_allowed_at > now {
             return Err(Error::Throttled {

@@ -47,10 +47,13 @@ fn classify(e: &Error) -> (StatusCode, &'static str, String) {
             "slow_down",
             format!("Too many attempts. Try again in {retry_after} seconds."),
         ),
-        Error::Locked => (
+        Error::Locked { retry_after } => (
             StatusCode::FORBIDDEN,
             "access_denied",
-            "This account is locked after too many failed attempts. Contact the service desk to unlock it.".into(),
+            format!(
+                "Password login to this account is locked after too many failed attempts. Try again in {} minutes, or log in with a passkey.",
+                retry_after.div_ceil(60)
+            ),
         ),
         Error::PasskeyCloned => (
             StatusCode::BAD_REQUEST,
@@ -102,7 +105,9 @@ pub fn describe(e: &Error) -> String {
 /// The `Retry-After` seconds an error carries.
 pub fn retry_after(e: &Error) -> Option<u64> {
     match e {
-        Error::Throttled { retry_after } | Error::Busy { retry_after } => Some(*retry_after),
+        Error::Throttled { retry_after }
+        | Error::Busy { retry_after }
+        | Error::Locked { retry_after } => Some(*retry_after),
         Error::Unavailable(_) => Some(2),
         _ => None,
     }

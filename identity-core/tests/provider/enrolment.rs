@@ -312,7 +312,7 @@ pub async fn enrolment_refusals(backend: Backend) {
             .activate(code.expose(), "2000-01-01", "10.0.0.10", None)
             .await
         {
-            Err(Error::Throttled { .. }) | Err(Error::Locked) => {
+            Err(Error::Throttled { .. }) | Err(Error::Locked { .. }) => {
                 throttled = true;
                 break;
             }
