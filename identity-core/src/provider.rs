@@ -1046,6 +1046,16 @@ impl Provider {
     }
 
     fn address_key(&self, address: &str) -> String {
+        self.address_key_for(b"address", address)
+    }
+
+    /// The counter of unauthenticated passkey ceremonies begun from an address, apart from
+    /// its failed logins.
+    fn ceremony_key(&self, address: &str) -> String {
+        self.address_key_for(b"ceremony", address)
+    }
+
+    fn address_key_for(&self, what: &[u8], address: &str) -> String {
         // An IPv6 subscriber is given a whole /64, so counting per address would give one
         // machine 2^64 counters: the /64 is the unit.
         let unit = match address.parse::<std::net::IpAddr>() {
@@ -1056,7 +1066,7 @@ impl Provider {
             }
             _ => address.to_owned(),
         };
-        self.inner.throttle_key.hash(&[b"address", unit.as_bytes()])
+        self.inner.throttle_key.hash(&[what, unit.as_bytes()])
     }
 
     // ----- login and sessions -----

@@ -146,7 +146,13 @@ impl ThrottleConfig {
         if won != 1 {
             return Err(RACE);
         }
+        self.count_address(conn, address, now)
+    }
 
+    /// Counts an attempt against a source address alone (at most `per_address_limit` per
+    /// window), or refuses it: for work anyone may start without an account, such as a
+    /// passkey ceremony, which writes a row.
+    pub fn count_address(&self, conn: &mut DbConnection, address: &str, now: i64) -> Result<()> {
         let r = load_or_create(conn, address, now)?;
         let fresh_window = now - r.window_start >= self.per_address_window;
         if !fresh_window && r.failures >= self.per_address_limit {

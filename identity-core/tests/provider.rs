@@ -61,6 +61,7 @@ both!(
     expired_rows_are_purged,
     passkey_register_and_log_in,
     passkey_answers_refused,
+    passkey_login_start_does_not_enumerate,
     passkey_of_another_citizen_refused,
     removed_passkey_and_counter_going_back,
     step_up_to_a_passkey,
@@ -1303,7 +1304,11 @@ async fn expired_rows_are_purged(backend: Backend) {
     let session = f.login().await;
     let t = f.exchange(&f.code().await, VERIFIER).await.unwrap();
     let _unused_code = f.code().await;
-    let _unfinished = f.provider.begin_passkey_login(None).await.unwrap();
+    let _unfinished = f
+        .provider
+        .begin_passkey_login(None, "10.0.0.1")
+        .await
+        .unwrap();
     assert_eq!(
         f.provider.purge_expired().unwrap(),
         0,

@@ -688,16 +688,17 @@ fn logged_in(next: &str, token: &SessionToken) -> Result<HttpResponse, PageError
 }
 
 /// Begins a passkey login: the options for `navigator.credentials.get`, and the handle
-/// that the answer must come back with. With a username that has passkeys, those are
-/// named; otherwise the citizen picks a discoverable passkey.
+/// that the answer must come back with. The answer has the same shape whether or not the
+/// username has an account or passkeys.
 async fn passkey_login_start(
+    req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Params::parse(&body)?;
     let begun = state
         .provider
-        .begin_passkey_login(form.get("username"))
+        .begin_passkey_login(form.get("username"), &source_address(&req, &state))
         .await?;
     Ok(json_no_store(&ceremony_json(begun)))
 }

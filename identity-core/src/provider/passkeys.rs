@@ -415,13 +415,29 @@ impl Provider {
 
     // ----- login -----
 
-    /// Begins a passkey login. With a username that has passkeys, the browser is told
-    /// which credentials to use; otherwise (no username, or one without passkeys, so that
-    /// the answer does not reveal which) the citizen picks a discoverable passkey, which is
-    /// also what the username field's autofill offers.
-    pub async fn begin_passkey_login(&self, username: Option<String>) -> Result<Ceremony> {
+    /// Begins a passkey login from `source` (at most `per_address_limit` starts per window
+    /// and address: each writes a row). With a username that has passkeys, the browser is
+    /// told which credentials to use; with a username that has none or is unknown, it is
+    /// told the same way of credentials that do not exist (stand-ins derived from the
+    /// username by a keyed hash, so the same each time), so the answer never tells whether
+    /// the account exists or has a passkey. Without a username the citizen picks a
+    /// discoverable passkey, which is also what the username field's autofill offers.
+    pub async fn begin_passkey_login(
+        &self,
+        username: Option<String>,
+        source: &str,
+    ) -> Result<Ceremony> {
         let this = self.clone();
+        let address = self.ceremony_key(source);
         blocking(move || {
+            let now = this.inner.clock.now();
+            // Counted in its own transaction, so that a refused start stays counted.
+            this.inner.db.tx(|conn| {
+                this.inner
+                    .config
+                    .throttle
+                    .count_address(conn, &address, now)
+            })?;
             this.inner.db.tx(|conn| {
                 let username = username
                     .map(|u| super::normalize_username(&u))
@@ -455,7 +471,26 @@ impl Provider {
                     .map_err(Error::internal)?;
                 let state: &DiscoverableAuthentication = &state;
                 let state = serde_json::to_string(state).map_err(internal_json)?;
-                let options = serde_json::to_value(&rcr).map_err(internal_json)?;
+                let mut options = serde_json::to_value(&rcr).map_err(internal_json)?;
+                if let Some(u) = &username {
+                    // Shaped as a named-credential ceremony is (no autofill mediation, no
+                    // extensions). No authenticator holds the stand-in, so nothing can
+                    // answer; the state stays discoverable, which would check any answer's
+                    // user handle all the same.
+                    if let Some(o) = options.as_object_mut() {
+                        o.remove("mediation");
+                    }
+                    if let Some(pk) = options["publicKey"].as_object_mut() {
+                        pk.remove("extensions");
+                        pk.insert(
+                            "allowCredentials".into(),
+                            serde_json::json!([{
+                                "type": "public-key",
+                                "id": this.inner.throttle_key.hash(&[b"decoy-credential", u.as_bytes()]),
+                            }]),
+                        );
+                    }
+                }
                 this.store_ceremony(conn, Purpose::Discover, None, state, options)
             })
         })

@@ -263,7 +263,7 @@ pub async fn credential_changes_end_other_access(backend: Backend) {
     // cannot log in), the answer is refused all the same.
     let c = f
         .provider
-        .begin_passkey_login(Some("wong".into()))
+        .begin_passkey_login(Some("wong".into()), "10.0.0.1")
         .await
         .unwrap();
     let answer = login_answer_with(&mut phone, &c, &phone_id);

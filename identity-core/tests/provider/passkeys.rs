@@ -73,7 +73,7 @@ impl Fixture {
     ) -> Result<SessionToken, Error> {
         let c = self
             .provider
-            .begin_passkey_login(Some(username.into()))
+            .begin_passkey_login(Some(username.into()), "10.0.0.1")
             .await
             .unwrap();
         let answer = login_answer(auth, &c, &origin());
@@ -165,7 +165,7 @@ pub async fn passkey_answers_refused(backend: Backend) {
     // Replayed: an answer cannot be used twice, nor against a new challenge.
     let c = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let answer = login_answer(&mut auth, &c, &origin());
@@ -182,7 +182,7 @@ pub async fn passkey_answers_refused(backend: Backend) {
     );
     let fresh = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let replay = f
@@ -194,7 +194,7 @@ pub async fn passkey_answers_refused(backend: Backend) {
     // Wrong origin: a look-alike site relaying the challenge gets a refusal.
     let c = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let phished = login_answer(
@@ -211,7 +211,7 @@ pub async fn passkey_answers_refused(backend: Backend) {
     // Expired challenge.
     let c = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let answer = login_answer(&mut auth, &c, &origin());
@@ -236,7 +236,11 @@ pub async fn passkey_answers_refused(backend: Backend) {
             .finish_passkey_registration(session.clone(), c.handle.clone(), bad, "x")
             .await;
         assert!(matches!(r, Err(Error::InvalidRequest(m)) if m.contains("malformed")));
-        let c2 = f.provider.begin_passkey_login(None).await.unwrap();
+        let c2 = f
+            .provider
+            .begin_passkey_login(None, "10.0.0.1")
+            .await
+            .unwrap();
         let r = f
             .provider
             .finish_passkey_login(c2.handle, bad, "10.0.0.1", None, None)
@@ -268,7 +272,7 @@ pub async fn passkey_of_another_citizen_refused(backend: Backend) {
     // A ceremony begun for chan cannot be finished with lee's passkey.
     let c = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let lee_cred = f
@@ -360,7 +364,7 @@ pub async fn removed_passkey_and_counter_going_back(backend: Backend) {
         .unwrap();
     let c = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let answer = login_answer_with(&mut first, &c, &first_id);
@@ -486,13 +490,17 @@ pub async fn step_up_to_a_passkey(backend: Backend) {
     ));
 
     // After a passkey login for this request, it goes on.
-    let c = f.provider.begin_passkey_login(None).await.unwrap();
+    let c = f
+        .provider
+        .begin_passkey_login(None, "10.0.0.1")
+        .await
+        .unwrap();
     assert!(c.options["publicKey"]["allowCredentials"]
         .as_array()
         .is_none_or(|a| a.is_empty()));
     let c = f
         .provider
-        .begin_passkey_login(Some("chan".into()))
+        .begin_passkey_login(Some("chan".into()), "10.0.0.1")
         .await
         .unwrap();
     let answer = login_answer(&mut auth, &c, &origin());
@@ -523,4 +531,73 @@ pub async fn registration_needs_a_fresh_login(backend: Backend) {
     assert!(matches!(r, Err(Error::InvalidRequest(_))), "{r:?}");
     let fresh = f.login().await;
     f.provider.begin_passkey_registration(fresh).await.unwrap();
+}
+
+/// The options without what is random or per credential: the challenge, and each
+/// credential's id replaced by its length class (ids differ between authenticators).
+fn shape(options: &serde_json::Value) -> serde_json::Value {
+    let mut o = options.clone();
+    o["publicKey"]["challenge"] = "challenge".into();
+    if let Some(list) = o["publicKey"]["allowCredentials"].as_array_mut() {
+        for c in list {
+            c["id"] = "id".into();
+        }
+    }
+    o
+}
+
+/// `begin_passkey_login` does not tell who has an account or a passkey: for a citizen
+/// with one passkey, one without, and a username nobody has, the options have the same
+/// shape (one credential named), the stand-in is the same on every ask, and nothing an
+/// authenticator holds answers a stand-in. Starts are counted per address (issue 17).
+pub async fn passkey_login_start_does_not_enumerate(backend: Backend) {
+    let f = fixture(backend).await;
+    let session = f.login().await;
+    let _phone = f.add_passkey(&session, "Phone").await;
+    f.second_citizen().await;
+    let start = |u: &'static str| {
+        let provider = &f.provider;
+        async move {
+            provider
+                .begin_passkey_login(Some(u.into()), "10.0.0.7")
+                .await
+                .unwrap()
+                .options
+        }
+    };
+    let with_key = start("chan").await;
+    let without_key = start("lee").await;
+    let nobody = start("nobody-at-all").await;
+    assert_eq!(shape(&with_key), shape(&without_key));
+    assert_eq!(shape(&with_key), shape(&nobody));
+    let id = |o: &serde_json::Value| o["publicKey"]["allowCredentials"][0]["id"].clone();
+    assert_eq!(
+        id(&nobody),
+        id(&start("nobody-at-all").await),
+        "the same each time"
+    );
+    assert_ne!(id(&nobody), id(&without_key));
+    assert_eq!(
+        id(&with_key).as_str().unwrap().len(),
+        id(&nobody).as_str().unwrap().len(),
+        "{with_key} {nobody}"
+    );
+
+    // Unauthenticated starts from one address are limited (100 per window by default).
+    let mut refused = None;
+    for n in 0..200 {
+        if let Err(e) = f.provider.begin_passkey_login(None, "192.0.2.99").await {
+            refused = Some((n, e));
+            break;
+        }
+    }
+    let (n, e) = refused.expect("starts are throttled");
+    assert!(matches!(e, Error::Throttled { .. }), "{e:?}");
+    assert!(n <= 100, "{n}");
+    // Another address is not held back by it.
+    assert!(f
+        .provider
+        .begin_passkey_login(None, "192.0.2.100")
+        .await
+        .is_ok());
 }
