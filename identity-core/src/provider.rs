@@ -51,6 +51,9 @@ pub struct ProviderConfig {
     pub id_token_ttl: i64,
     /// Refresh token lifetime.
     pub refresh_token_ttl: i64,
+    /// How long a grant's refresh tokens can be refreshed at all, from the first code
+    /// exchange; rotation never extends it.
+    pub refresh_absolute_ttl: i64,
     /// How long a citizen has to finish logging in.
     pub auth_request_ttl: i64,
     /// Session inactivity timeout.
@@ -99,6 +102,7 @@ impl ProviderConfig {
             access_token_ttl: 600,
             id_token_ttl: 600,
             refresh_token_ttl: 30 * 86_400,
+            refresh_absolute_ttl: 30 * 86_400,
             auth_request_ttl: 600,
             session_idle: 3_600,
             session_absolute: 12 * 3_600,
@@ -302,7 +306,7 @@ pub struct TokenResponse {
     /// The ID token, for grants made by a citizen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
-    /// The refresh token, for grants made by a citizen.
+    /// The refresh token, for grants made by a citizen that include `offline_access`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// The granted scope.
@@ -464,7 +468,7 @@ struct FamilyRow {
     _id: String,
     client_id: String,
     citizen_id: String,
-    _created_at: i64,
+    created_at: i64,
     revoked_at: Option<i64>,
     _revoked_reason: Option<String>,
     dpop_jkt: Option<String>,
@@ -485,6 +489,9 @@ struct Grant {
     jkt: Option<String>,
     /// A refresh token that stays valid (not rotated): FAPI 2.0 grants bound to a key.
     keep_refresh: Option<String>,
+    /// When the grant can no longer be refreshed (`refresh_absolute_ttl` after its first
+    /// exchange).
+    refresh_until: i64,
 }
 
 struct Inner {
@@ -2325,6 +2332,7 @@ impl Provider {
                 acr: row.acr,
                 jkt,
                 keep_refresh: None,
+                refresh_until: now + self.inner.config.refresh_absolute_ttl,
             };
             Ok(Outcome::Issued(Box::new(
                 self.issue_tokens(conn, &grant, &signers, ev)?,
@@ -2403,6 +2411,11 @@ impl Provider {
             if row.expires_at <= now {
                 return Ok(Outcome::Refused("the refresh token has expired"));
             }
+            if family.created_at + self.inner.config.refresh_absolute_ttl <= now {
+                return Ok(Outcome::Refused(
+                    "the grant has reached its absolute lifetime; the citizen must log in again",
+                ));
+            }
             let active: i64 = citizens::table
                 .find(&family.citizen_id)
                 .filter(citizens::status.eq("active"))
@@ -2428,6 +2441,7 @@ impl Provider {
                 acr: row.acr,
                 jkt: family.dpop_jkt.clone().or(jkt),
                 keep_refresh: (!rotate).then(|| token.clone()),
+                refresh_until: family.created_at + self.inner.config.refresh_absolute_ttl,
             };
             Ok(Outcome::Issued(Box::new(
                 self.issue_tokens(conn, &grant, &signers, ev)?,
@@ -2494,8 +2508,13 @@ impl Provider {
             id["nonce"] = json!(n);
         }
         let id_token = signers.id.sign("JWT", &id)?;
+        // OpenID Connect Core §11: a refresh token only for offline_access, which the
+        // request asked for, the client may have and the citizen consented to (the grant's
+        // scope is all three).
+        let offline = grant.scope.has("offline_access");
         let refresh = match &grant.keep_refresh {
-            Some(kept) => kept.clone(),
+            _ if !offline => None,
+            Some(kept) => Some(kept.clone()),
             None => {
                 let refresh = random_token();
                 diesel::insert_into(refresh_tokens::table)
@@ -2507,10 +2526,11 @@ impl Provider {
                         refresh_tokens::amr.eq(&grant.amr),
                         refresh_tokens::acr.eq(&grant.acr),
                         refresh_tokens::created_at.eq(now),
-                        refresh_tokens::expires_at.eq(now + cfg.refresh_token_ttl),
+                        refresh_tokens::expires_at
+                            .eq((now + cfg.refresh_token_ttl).min(grant.refresh_until)),
                     ))
                     .execute(conn)?;
-                refresh
+                Some(refresh)
             }
         };
         Ok(TokenResponse {
@@ -2522,7 +2542,7 @@ impl Provider {
             },
             expires_in: cfg.access_token_ttl,
             id_token: Some(id_token),
-            refresh_token: Some(refresh),
+            refresh_token: refresh,
             scope: grant.scope.to_string(),
         })
     }

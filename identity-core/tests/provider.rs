@@ -44,6 +44,7 @@ both!(
     expired_code_refused,
     pkce_rules,
     refresh_rotation_and_reuse,
+    refresh_only_for_offline_access,
     client_authentication,
     client_credentials_scopes,
     remembered_clients_follow_every_change,
@@ -185,7 +186,8 @@ fn request(client_id: &str) -> AuthorizeInput {
         client_id: Some(client_id.into()),
         redirect_uri: Some(REDIRECT.into()),
         response_type: Some("code".into()),
-        scope: Some("openid profile email".into()),
+        // offline_access: most scenarios refresh; `refresh_only_for_offline_access` asks without.
+        scope: Some("openid profile email offline_access".into()),
         state: Some("st".into()),
         nonce: Some("nonce-1".into()),
         code_challenge: Some(challenge(VERIFIER)),
@@ -430,6 +432,77 @@ async fn pkce_rules(backend: Backend) {
         f.provider.authorize(bad, None).await,
         Err(Error::InvalidRequest(_))
     ));
+}
+
+/// OpenID Connect Core §11: a refresh token only when `offline_access` is asked for,
+/// allowed for the client and consented; a grant's refresh tokens stop at
+/// `refresh_absolute_ttl` from the first exchange, however often they rotate (issue 17).
+async fn refresh_only_for_offline_access(backend: Backend) {
+    let f = fixture(backend).await;
+    let mut online = request("eservice");
+    online.scope = Some("openid profile email".into());
+    let (code, _) = f.code_with(online, None).await;
+    let tokens = f.exchange(&code, VERIFIER).await.unwrap();
+    assert!(tokens.refresh_token.is_none(), "not asked for");
+    assert!(!tokens.scope.contains("offline_access"));
+
+    // A client that may not have it gets none, even when it asks.
+    let mut narrow = client("narrow", "Dept A", false);
+    narrow.scopes = Some("openid profile".into());
+    let (_, secret) = f.provider.register_client(narrow).await.unwrap();
+    let mut asks = request("narrow");
+    asks.scope = Some("openid profile offline_access".into());
+    match f.provider.authorize(asks, Some(f.login().await)).await {
+        Ok(step) => {
+            let url = match step {
+                Step::Redirect(url) => url,
+                Step::Interact(id) => {
+                    let session = f.login().await;
+                    f.provider
+                        .interaction(id.clone(), Some(session.clone()))
+                        .await
+                        .unwrap();
+                    f.provider.consent(id, Some(session), true).await.unwrap()
+                }
+            };
+            if let Some(code) = query(&url, "code") {
+                let tokens = f
+                    .provider
+                    .token(
+                        ClientAuth::Secret {
+                            id: "narrow".into(),
+                            secret: secret.unwrap(),
+                        },
+                        code_input(code),
+                    )
+                    .await
+                    .unwrap();
+                assert!(tokens.refresh_token.is_none(), "not allowed for the client");
+            }
+        }
+        Err(e) => assert!(matches!(e, Error::InvalidScope(_)), "{e:?}"),
+    }
+
+    // Asked, allowed and consented: refreshed, with rotation, until the absolute lifetime
+    // (30 days by default) from the first exchange, not from the last rotation.
+    let tokens = f.exchange(&f.code().await, VERIFIER).await.unwrap();
+    let mut refresh = tokens.refresh_token.expect("offline_access was granted");
+    for _ in 0..4 {
+        f.clock.advance(7 * 86_400);
+        refresh = f
+            .refresh(&refresh)
+            .await
+            .unwrap()
+            .refresh_token
+            .expect("rotated");
+    }
+    f.clock.advance(2 * 86_400 + 1);
+    match f.refresh(&refresh).await {
+        Err(Error::InvalidGrant(m)) => {
+            assert!(m.contains("absolute") || m.contains("expired"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn refresh_rotation_and_reuse(backend: Backend) {

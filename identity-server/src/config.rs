@@ -80,6 +80,7 @@ const KEYS: &[&str] = &[
     "access_token_seconds",
     "id_token_seconds",
     "refresh_token_seconds",
+    "refresh_absolute_seconds",
     "code_seconds",
     "lockout_after",
     "per_address_limit",
@@ -259,6 +260,8 @@ impl Settings {
         provider.id_token_ttl = src.number("id_token_seconds", 600i64, 30, 86_400)?;
         provider.refresh_token_ttl =
             src.number("refresh_token_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
+        provider.refresh_absolute_ttl =
+            src.number("refresh_absolute_seconds", 30 * 86_400i64, 60, 365 * 86_400)?;
         provider.code_ttl = src.number("code_seconds", 60i64, 1, 60)?;
         provider.dpop_nonce_required = src.number("dpop_nonce", 0u8, 0, 1)? == 1;
         provider.par_ttl = src.number("par_seconds", 60i64, 1, 600)?;

@@ -37,6 +37,8 @@ async fn openidconnect_flow(backend: Backend) {
         )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
+        // OpenID Connect Core §11: a refresh token only for offline_access.
+        .add_scope(Scope::new("offline_access".into()))
         .set_pkce_challenge(challenge)
         .url();
 

@@ -395,7 +395,9 @@ pub fn auth_url(server: &Server, challenge: &str, extra: &[(&str, &str)]) -> Str
         q.append_pair("client_id", CLIENT_ID)
             .append_pair("redirect_uri", REDIRECT_URI)
             .append_pair("response_type", "code")
-            .append_pair("scope", "openid profile email")
+            // offline_access, for the tests that refresh; those that check its absence ask
+            // without it.
+            .append_pair("scope", "openid profile email offline_access")
             .append_pair("state", "state-123")
             .append_pair("nonce", "nonce-123")
             .append_pair("code_challenge", challenge)
