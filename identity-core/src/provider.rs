@@ -2658,7 +2658,9 @@ impl Provider {
             let client = this.inner.db.with(|conn| this.authenticate(conn, &auth))?;
             let now = this.inner.clock.now();
             let family = this.family_of(&token)?;
-            let Some(family) = family else { return Ok(()) };
+            let Some(family) = family else {
+                return this.revoke_client_token(&client, &token, ev);
+            };
             this.audited_tx(ev, |conn, ev| {
                 let owner: Option<(String, String)> = token_families::table
                     .find(&family)
@@ -2677,6 +2679,54 @@ impl Provider {
             })
         })
         .await
+    }
+
+    /// RFC 7009 for an access token with no grant behind it (client_credentials): remembered
+    /// as revoked until it expires, so the APIs and introspection refuse it; anything else
+    /// (another client's token, not ours) is ignored, as the RFC asks.
+    fn revoke_client_token(&self, client: &Client, token: &str, ev: &mut Vec<Event>) -> Result<()> {
+        let cfg = &self.inner.config;
+        let Ok(claims) =
+            self.inner
+                .keys
+                .verify::<AccessClaims>(token, "at+jwt", &cfg.issuer, &cfg.issuer)
+        else {
+            return Ok(());
+        };
+        if claims.fid.is_some() || claims.client_id != client.id {
+            return Ok(());
+        }
+        self.audited_tx(ev, |conn, ev| {
+            if !Self::access_revoked(conn, &claims.jti)? {
+                diesel::insert_into(jti_records::table)
+                    .values((
+                        jti_records::key.eq(Self::revoked_access_key(&claims.jti)),
+                        jti_records::expires_at.eq(claims.exp),
+                    ))
+                    .execute(conn)?;
+                ev.push(
+                    Event::new("token.revoked", Audited::Success)
+                        .client(&client.id)
+                        .detail("client_credentials"),
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// The key under which a revoked access token without a grant (a client_credentials
+    /// token) is remembered until it expires.
+    fn revoked_access_key(jti: &str) -> String {
+        token_hash(&format!("revoked-access\0{jti}"))
+    }
+
+    /// Whether a client_credentials access token was revoked by its client.
+    fn access_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool> {
+        let n: i64 = jti_records::table
+            .find(Self::revoked_access_key(jti))
+            .count()
+            .get_result(conn)?;
+        Ok(n > 0)
     }
 
     /// The grant a token belongs to: a refresh token by its hash, an access token by its
@@ -2719,6 +2769,14 @@ impl Provider {
                     .verify::<AccessClaims>(&token, "at+jwt", &cfg.issuer, &cfg.issuer)
             {
                 if claims.client_id != client.id {
+                    return Ok(inactive);
+                }
+                if claims.fid.is_none()
+                    && this
+                        .inner
+                        .db
+                        .with(|conn| Self::access_revoked(conn, &claims.jti))?
+                {
                     return Ok(inactive);
                 }
                 if let Some(fid) = &claims.fid {
@@ -2986,10 +3044,24 @@ impl Provider {
             if !Scopes::parse(&claims.scope).has(scope) {
                 return Err(Error::InsufficientScope(scope));
             }
-            let Some(fid) = claims.fid else {
-                return Ok((claims.client_id, None));
-            };
+            // The client as registered now, not as it was when the token was issued: a
+            // removed client, or one that lost the scope, loses access at once on every
+            // replica; and a token its client revoked is refused.
             let citizen = this.inner.db.with(|conn| {
+                let registered: Option<String> = clients::table
+                    .find(&claims.client_id)
+                    .select(clients::scopes)
+                    .get_result(conn)
+                    .optional()?;
+                if !registered.is_some_and(|s| Scopes::parse(&s).has(scope)) {
+                    return Err(Error::InvalidToken);
+                }
+                let Some(fid) = &claims.fid else {
+                    if Self::access_revoked(conn, &claims.jti)? {
+                        return Err(Error::InvalidToken);
+                    }
+                    return Ok(None);
+                };
                 let family: FamilyRow = token_families::table
                     .find(&fid)
                     .get_result(conn)
@@ -2998,9 +3070,9 @@ impl Provider {
                 if family.revoked_at.is_some() {
                     return Err(Error::InvalidToken);
                 }
-                Ok(family.citizen_id)
+                Ok(Some(family.citizen_id))
             })?;
-            Ok((claims.client_id, Some(citizen)))
+            Ok((claims.client_id, citizen))
         })
         .await
     }

@@ -59,6 +59,7 @@ both!(
     concurrent_refresh_reuse_revokes_cleanly,
     pending_request_answered_once,
     revocation_and_introspection,
+    privileged_tokens_follow_their_client,
     expired_rows_are_purged,
     passkey_register_and_log_in,
     passkey_answers_refused,
@@ -1370,6 +1371,65 @@ async fn revocation_and_introspection(backend: Backend) {
         f.provider.introspect(wrong, "t".into()).await,
         Err(Error::InvalidClient)
     ));
+}
+
+/// Tokens for the APIs (`signing`, `registration`, `audit`) are checked against the client
+/// as registered when they are used: a client that lost the scope or was removed loses
+/// access at once, on every replica; and its client can revoke such a token (issue 17).
+async fn privileged_tokens_follow_their_client(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    use identity_core::dpop::Presented;
+    let f = fixture(backend).await;
+    let other = Provider::new(f.db.clone(), f.kek.clone(), f.clock.clone(), config()).unwrap();
+    let cc = TokenInput {
+        grant_type: Some("client_credentials".into()),
+        scope: Some("signing".into()),
+        ..Default::default()
+    };
+    let grant = || async {
+        f.provider
+            .token(f.secret_auth(), cc.clone())
+            .await
+            .unwrap()
+            .access_token
+    };
+    let uses = |p: &Provider, t: &str| {
+        let p = p.clone();
+        let t = t.to_owned();
+        async move { p.api_caller(Presented::bearer(t), "signing").await }
+    };
+    let revoked = grant().await;
+    let kept = grant().await;
+    assert!(uses(&f.provider, &revoked).await.is_ok());
+    assert!(uses(&other, &revoked).await.is_ok());
+    f.provider
+        .revoke(f.secret_auth(), revoked.clone())
+        .await
+        .unwrap();
+    for p in [&f.provider, &other] {
+        assert!(matches!(uses(p, &revoked).await, Err(Error::InvalidToken)));
+    }
+    assert_eq!(
+        f.provider
+            .introspect(f.secret_auth(), revoked.clone())
+            .await
+            .unwrap()["active"],
+        false
+    );
+    assert!(uses(&f.provider, &kept).await.is_ok(), "only that token");
+
+    // The scope taken away behind the provider's back (an operator's SQL).
+    let sql = |statement: &str| f.db.with(|c| Ok(c.batch_execute(statement)?)).unwrap();
+    sql("UPDATE clients SET scopes = 'openid profile' WHERE id = 'eservice'");
+    for p in [&f.provider, &other] {
+        assert!(matches!(uses(p, &kept).await, Err(Error::InvalidToken)));
+    }
+    sql("UPDATE clients SET scopes = 'openid profile email address offline_access signing' WHERE id = 'eservice'");
+    assert!(uses(&other, &kept).await.is_ok());
+    f.provider.remove_client("eservice").await.unwrap();
+    for p in [&f.provider, &other] {
+        assert!(matches!(uses(p, &kept).await, Err(Error::InvalidToken)));
+    }
 }
 
 async fn expired_rows_are_purged(backend: Backend) {
