@@ -1811,6 +1811,19 @@ impl Provider {
                 let session = this
                     .session_blocking(conn, token.as_ref())?
                     .ok_or_else(|| Error::InvalidRequest("you are not logged in".into()))?;
+                // The session that answers may not be the one the page was shown to (another
+                // tab logged in with a weaker method, or time passed): it must still meet the
+                // request's max_age, acr_values and min_acr, or no code is issued.
+                if allow
+                    && matches!(
+                        this.decide(conn, &request, &client, Some(&session))?,
+                        Decision::Login
+                    )
+                {
+                    return Err(Error::InvalidRequest(
+                        "your sign-in no longer meets what the e-service asked for; return to the e-service and log in again".into(),
+                    ));
+                }
                 Self::claim(conn, &request, now)?;
                 let outcome = if allow {
                     Audited::Success

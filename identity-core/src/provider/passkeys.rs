@@ -510,10 +510,11 @@ impl Provider {
     ) -> Result<SessionToken> {
         let mut citizen = None;
         let result = self
-            .passkey_login_checked(handle, answer, old, request_id, &mut citizen)
+            .passkey_login_checked(handle, answer, source, old, request_id, &mut citizen)
             .await;
+        // Success was audited in the transaction that opened the session.
         let (outcome, detail) = match &result {
-            Ok(_) => (Audited::Success, "passkey"),
+            Ok(_) => return result,
             Err(Error::PasskeyCloned) => (Audited::Failure, "passkey-counter-went-back"),
             Err(Error::InvalidRequest(_)) => (Audited::Failure, "passkey-refused"),
             Err(_) => return result,
@@ -530,6 +531,7 @@ impl Provider {
         &self,
         handle: String,
         answer: &str,
+        source: &str,
         old: Option<SessionToken>,
         request_id: Option<String>,
         citizen: &mut Option<String>,
@@ -604,10 +606,12 @@ impl Provider {
         } else {
             None
         };
-        let this = self.clone();
-        blocking(move || {
+        let source = source.to_owned();
+        // The success event commits with the session it reports, as a password login's
+        // does: no session without its audit entry, no entry for a session that rolled back.
+        self.run(move |this, ev| {
             let now = this.inner.clock.now();
-            this.inner.db.tx(|conn| {
+            this.audited_tx(ev, |conn, ev| {
                 let target = passkeys::table.find(&cred_id);
                 match &stored {
                     Some(json) => diesel::update(target)
@@ -620,6 +624,12 @@ impl Provider {
                         .set(passkeys::last_used_at.eq(now))
                         .execute(conn)?,
                 };
+                ev.push(
+                    Event::new("login", Audited::Success)
+                        .source(&source)
+                        .detail("passkey")
+                        .citizen(&owner),
+                );
                 this.open_session(
                     conn,
                     &owner,

@@ -338,6 +338,22 @@ impl Provider {
         .await
     }
 
+    /// Refuses a citizen whose account is not active (suspended, closed, or waiting for
+    /// activation after recovery): they cannot sign.
+    fn require_active(conn: &mut DbConnection, citizen_id: &str) -> Result<()> {
+        let active: i64 = citizens::table
+            .find(citizen_id)
+            .filter(citizens::status.eq("active"))
+            .count()
+            .get_result(conn)?;
+        if active == 0 {
+            return Err(Error::InvalidRequest(
+                "this account is not active, so it cannot sign; contact the service desk".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Begins the passkey approval of a request: an assertion over a challenge derived from
     /// the request and the hash, by one of the request's citizen's passkeys.
     pub async fn begin_signing_approval(&self, id: String) -> Result<Ceremony> {
@@ -351,6 +367,7 @@ impl Provider {
                 if view.state != "pending" {
                     return Err(gone(&view.state));
                 }
+                Self::require_active(conn, &row.2)?;
                 let keys = this.passkeys_of(conn, &row.2)?;
                 if keys.is_empty() {
                     return Err(Error::InvalidRequest(
@@ -464,6 +481,9 @@ impl Provider {
             let audit_from = this.inner.audit.size()? as i64;
             let stored_key = serde_json::to_string(&passkey).map_err(Error::internal)?;
             this.audited_tx(ev, |conn, ev| {
+                // Checked again in the transaction that signs: an account suspended or
+                // closed after the page opened signs nothing.
+                Self::require_active(conn, &owner)?;
                 // Claiming the request is the single-use check: of two approvals racing,
                 // one signs and the other is refused.
                 let claimed = diesel::update(signing_requests::table.find(&row.0))

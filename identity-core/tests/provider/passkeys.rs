@@ -601,3 +601,105 @@ pub async fn passkey_login_start_does_not_enumerate(backend: Backend) {
         .await
         .is_ok());
 }
+
+/// Consent re-checks the login against the request before a code is issued: the session
+/// that answers the consent page may be weaker or older than the one it was shown to
+/// (issue 17).
+pub async fn consent_rechecks_the_login(backend: Backend) {
+    let f = fixture(backend).await;
+    let password = f.login().await;
+    let mut phone = f.add_passkey(&password, "Phone").await;
+    let strong = f.passkey_login(&mut phone, "chan").await.unwrap();
+    let codes = || {
+        f.db.with(|c| {
+            use identity_core::schema::auth_codes;
+            Ok(auth_codes::table.count().get_result::<i64>(c).unwrap())
+        })
+        .unwrap()
+    };
+    // acr_values: the page was shown to a passkey session; a password session answers.
+    let mut ask = request("eservice");
+    ask.acr_values = Some(ACR_PASSKEY.into());
+    let Step::Interact(id) = f
+        .provider
+        .authorize(ask, Some(strong.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!("consent is asked first")
+    };
+    assert!(matches!(
+        f.provider
+            .interaction(id.clone(), Some(strong.clone()))
+            .await
+            .unwrap(),
+        Interaction::Consent { .. }
+    ));
+    let before = codes();
+    let r = f
+        .provider
+        .consent(id.clone(), Some(password.clone()), true)
+        .await;
+    assert!(
+        matches!(&r, Err(Error::InvalidRequest(m)) if m.contains("log in again")),
+        "{r:?}"
+    );
+    assert_eq!(codes(), before, "no code");
+    // max_age: the login became too old while the page was open.
+    let mut ask = request("eservice");
+    ask.scope = Some("openid phone".into());
+    ask.max_age = Some("60".into());
+    let Step::Interact(id) = f
+        .provider
+        .authorize(ask, Some(strong.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!("consent is asked first")
+    };
+    assert!(matches!(
+        f.provider
+            .interaction(id.clone(), Some(strong.clone()))
+            .await
+            .unwrap(),
+        Interaction::Consent { .. }
+    ));
+    f.clock.advance(61);
+    let r = f
+        .provider
+        .consent(id.clone(), Some(strong.clone()), true)
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(codes(), before);
+}
+
+/// A passkey login's success event commits in the transaction that opens its session, as
+/// a password login's does: when the event cannot be written, there is no session either
+/// (issue 17). On SQLite the tree is appended in the transaction, so a damaged tree fails
+/// it; PostgreSQL stages the event in the outbox of the same transaction.
+pub async fn passkey_login_event_commits_with_its_session(backend: Backend) {
+    use identity_core::schema::{audit_nodes, sessions};
+    let f = fixture(backend).await;
+    let session = f.login().await;
+    let mut phone = f.add_passkey(&session, "Phone").await;
+    f.passkey_login(&mut phone, "chan").await.unwrap();
+    let log = f.provider.audit();
+    log.flush().unwrap();
+    let n = log.size().unwrap();
+    assert!(log
+        .entries(0, n, n)
+        .unwrap()
+        .iter()
+        .any(|e| e.entry.contains("event=login") && e.entry.contains("detail=passkey")));
+    if backend == Backend::Sqlite {
+        let count = || {
+            f.db.with(|c| Ok(sessions::table.count().get_result::<i64>(c).unwrap()))
+                .unwrap()
+        };
+        f.db.with(|c| Ok(diesel::delete(audit_nodes::table).execute(c).unwrap()))
+            .unwrap();
+        let before = count();
+        assert!(f.passkey_login(&mut phone, "chan").await.is_err());
+        assert_eq!(count(), before, "no session without its audit entry");
+    }
+}

@@ -383,3 +383,68 @@ pub async fn signing_refusals(backend: Backend) {
         matches!(create(&s, ask).await, Err(Error::InvalidRequest(m)) if m.contains("no passkey"))
     );
 }
+
+/// A suspended or closed citizen cannot approve a signature, even on a page opened before
+/// the suspension (issue 17).
+pub async fn suspended_citizen_cannot_sign(backend: Backend) {
+    use identity_core::provider::AccountStatus;
+    let mut s = signing_fixture(backend).await;
+    let digest = sha256(DOC);
+    let first =
+        s.f.provider
+            .create_signing_request("eservice", None, s.ask(&digest))
+            .await
+            .unwrap();
+    let second =
+        s.f.provider
+            .create_signing_request("eservice", None, s.ask(&digest))
+            .await
+            .unwrap();
+    let citizen: String =
+        s.f.db
+            .with(|c| {
+                use diesel::prelude::*;
+                use identity_core::schema::signing_requests;
+                Ok(signing_requests::table
+                    .find(&first.id)
+                    .select(signing_requests::citizen_id)
+                    .get_result(c)?)
+            })
+            .unwrap();
+    // The page was open (its ceremony begun) when the account was suspended.
+    let c =
+        s.f.provider
+            .begin_signing_approval(first.id.clone())
+            .await
+            .unwrap();
+    s.f.provider
+        .set_account_status("officer-1", &citizen, AccountStatus::Suspended)
+        .await
+        .unwrap();
+    let answer = passkeys::login_answer_at(&mut s.key, &c);
+    let r =
+        s.f.provider
+            .approve_signing(first.id.clone(), c.handle, &answer, "10.0.0.1")
+            .await;
+    assert!(
+        matches!(&r, Err(Error::InvalidRequest(m)) if m.contains("not active")),
+        "{r:?}"
+    );
+    // Nor can a new approval begin.
+    let r = s.approve(&second.id).await;
+    assert!(
+        matches!(&r, Err(Error::InvalidRequest(m)) if m.contains("not active")),
+        "{r:?}"
+    );
+    for id in [&first.id, &second.id] {
+        assert_eq!(
+            s.f.provider
+                .signing_result("eservice".into(), id.clone())
+                .await
+                .unwrap()
+                .state,
+            "pending",
+            "nothing signed"
+        );
+    }
+}
