@@ -251,7 +251,11 @@ class Server:
 
     def __init__(self, binary: str, data_dir: str, port: int, env: dict | None = None):
         self.binary, self.data_dir, self.port = binary, data_dir, port
-        self.env = dict(os.environ, IDENTITY_LOG=os.environ.get("IDENTITY_LOG", "warn"), **(env or {}))
+        # /metrics has its own listener (metrics_listen), never the public port.
+        self.metrics_port = free_port()
+        METRICS_PORTS[port] = self.metrics_port
+        self.env = dict(os.environ, IDENTITY_LOG=os.environ.get("IDENTITY_LOG", "warn"),
+                        IDENTITY_METRICS_LISTEN=f"127.0.0.1:{self.metrics_port}", **(env or {}))
         self.log_path = os.path.join(data_dir, "server.log")
         self.proc: subprocess.Popen | None = None
 
@@ -567,10 +571,16 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+# The metrics listener of each server this process started, by its public port; a server
+# started elsewhere (--url) is taken to have the default, 9464.
+METRICS_PORTS: dict = {}
+
+
 def metrics(host: str, port: int) -> dict:
-    """The server's /metrics as {(name, frozenset(labels.items())): value}; {} if unreachable."""
+    """The /metrics of the server on public `port` (read from its metrics_listen) as
+    {(name, frozenset(labels.items())): value}; {} if unreachable."""
     try:
-        st, _, body = get(host, port, "/metrics", timeout=10)
+        st, _, body = get(host, METRICS_PORTS.get(port, 9464), "/metrics", timeout=10)
     except OSError:
         return {}
     if st != 200:

@@ -21,6 +21,8 @@ pub struct Settings {
     pub key_rotation: (i64, i64),
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the public listener; `None` serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// Database URL: a SQLite path or `postgres://`.
     pub database_url: String,
     /// Database pool size.
@@ -60,6 +62,7 @@ pub enum ForwardedHeader {
 const KEYS: &[&str] = &[
     "public_url",
     "listen",
+    "metrics_listen",
     "data_dir",
     "database_url",
     "db_pool_size",
@@ -180,6 +183,16 @@ impl Settings {
             format!("listen: expected an address like 127.0.0.1:8080, got {listen_text:?}")
         })?;
 
+        let metrics_text = src.string("metrics_listen", "127.0.0.1:9464");
+        let metrics_listen = match metrics_text.as_str() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                format!("metrics_listen: expected an address like 127.0.0.1:9464 or \"off\", got {text:?}")
+            })?),
+        };
+        if metrics_listen == Some(listen) {
+            return Err("metrics_listen: must not be the public listen address".into());
+        }
         let default_url = format!("http://localhost:{}", listen.port());
         let url_text = overrides
             .public_url
@@ -300,6 +313,7 @@ impl Settings {
             forwarded_header,
             public_url,
             listen,
+            metrics_listen,
             database_url,
             db_pool_size: src.number("db_pool_size", 8u32, 1, 512)?,
             kek,

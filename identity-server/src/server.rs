@@ -91,6 +91,25 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
             }
         })
         .map_err(|e| e.to_string())?;
+    // Metrics on their own listener (loopback by default): they tell who is busy and how
+    // logins go, which is for the operator's monitoring, not for the internet.
+    if let Some(addr) = settings.metrics_listen {
+        let scraped = state.clone();
+        let metrics = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(scraped.clone()))
+                .route("/metrics", web::get().to(crate::metrics::scrape))
+        })
+        .workers(1)
+        // Signals are the public server's to handle (its graceful shutdown); this one ends
+        // with the process.
+        .disable_signals()
+        .bind(addr)
+        .map_err(|e| format!("metrics_listen: cannot bind {addr}: {e}"))?
+        .run();
+        actix_web::rt::spawn(metrics);
+        tracing::info!(metrics_listen = %addr, "metrics listening");
+    }
     let hsts = settings.public_url.scheme() == "https";
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();

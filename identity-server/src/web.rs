@@ -67,7 +67,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/par", web::post().to(par))
     .route("/healthz", web::get().to(healthz))
     .route("/openapi.json", web::get().to(crate::openapi::serve))
-    .route("/metrics", web::get().to(crate::metrics::scrape))
     .route("/readyz", web::get().to(readyz))
     .route("/revoke", web::post().to(revoke))
     .route("/introspect", web::post().to(introspect))

@@ -45,8 +45,9 @@ fn config(dir: &Dir, backend: Backend, extra: &str) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "kek = \"{KEK}\"\ndata_dir = \"{}\"\n{db}{extra}",
-            dir.path().join("data").display()
+            "kek = \"{KEK}\"\ndata_dir = \"{}\"\nmetrics_listen = \"127.0.0.1:{}\"\n{db}{extra}",
+            dir.path().join("data").display(),
+            crate::util::free_port()
         ),
     )
     .unwrap();
@@ -136,11 +137,16 @@ async fn admin_commands(backend: Backend) {
         .local_addr()
         .unwrap()
         .port();
+    let metrics_port = crate::util::free_port();
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
         .arg("serve")
         .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "IDENTITY_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -175,7 +181,7 @@ async fn admin_commands(backend: Backend) {
             .send()
     };
     assert_eq!(grant().await.unwrap().status(), 200);
-    let metrics = crate::util::get_text(&format!("{base}/metrics")).await;
+    let metrics = crate::util::get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     assert!(
         metrics.contains("identity_token_grants_from_memory_total 1\n"),
         "{metrics}"

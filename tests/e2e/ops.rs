@@ -26,8 +26,11 @@ async fn metrics_count_requests_logins_and_read_the_pools_and_the_log() {
     for p in ["/no-such-page-1", "/no-such-page-2"] {
         http().get(server.url(p)).send().await.unwrap();
     }
+    // Not on the public listener: on metrics_listen only.
+    let public = http().get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "metrics must not be public");
     let text = http()
-        .get(server.url("/metrics"))
+        .get(&server.metrics)
         .send()
         .await
         .unwrap()

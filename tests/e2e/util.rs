@@ -15,6 +15,8 @@ pub const PASSWORD: &str = "Lion-Rock-Harbour-2020";
 pub struct Server {
     child: Child,
     pub base: String,
+    /// Where its `/metrics` listener is (`metrics_listen`, apart from the public one).
+    pub metrics: String,
     dir: Dir,
     database_url: Option<String>,
 }
@@ -34,8 +36,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `identity-server demo` in `dir` on `port`, appending its output to `server.log`.
-fn spawn(dir: &Dir, port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Child {
+/// Starts `identity-server demo` in `dir` on `port` (metrics on `metrics_port`), appending
+/// its output to `server.log`.
+fn spawn(
+    dir: &Dir,
+    (port, metrics_port): (u16, u16),
+    database_url: Option<&str>,
+    env: &[(&str, &str)],
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -54,6 +62,10 @@ fn spawn(dir: &Dir, port: u16, database_url: Option<&str>, env: &[(&str, &str)])
     // loopback, which the server refuses to call unless allowed; a test of that refusal
     // overrides this.
     .env("IDENTITY_OUTBOUND_ALLOW", "127.0.0.0/8 ::1")
+    .env(
+        "IDENTITY_METRICS_LISTEN",
+        format!("127.0.0.1:{metrics_port}"),
+    )
     .stdout(Stdio::from(log.try_clone().unwrap()))
     .stderr(Stdio::from(log));
     for (k, v) in env {
@@ -70,11 +82,13 @@ impl Server {
     pub async fn start(backend: Backend, env: &[(&str, &str)]) -> Server {
         let dir = Dir::new();
         let port = free_port();
+        let metrics_port = free_port();
         let database_url = (backend == Backend::Postgres).then(fresh_postgres_url);
-        let child = spawn(&dir, port, database_url.as_deref(), env);
+        let child = spawn(&dir, (port, metrics_port), database_url.as_deref(), env);
         let mut server = Server {
             child,
             base: format!("http://localhost:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             dir,
             database_url,
         };
@@ -86,10 +100,12 @@ impl Server {
     pub async fn start_with_database(database_url: &str, env: &[(&str, &str)]) -> Server {
         let dir = Dir::new();
         let port = free_port();
-        let child = spawn(&dir, port, Some(database_url), env);
+        let metrics_port = free_port();
+        let child = spawn(&dir, (port, metrics_port), Some(database_url), env);
         let mut server = Server {
             child,
             base: format!("http://localhost:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             dir,
             database_url: Some(database_url.to_owned()),
         };
@@ -129,12 +145,19 @@ impl Server {
         )
         .unwrap();
         let port = free_port();
+        let metrics_port = free_port();
         let mut env = env.to_vec();
         env.push(("IDENTITY_PUBLIC_URL", &other.base));
-        let child = spawn(&dir, port, other.database_url.as_deref(), &env);
+        let child = spawn(
+            &dir,
+            (port, metrics_port),
+            other.database_url.as_deref(),
+            &env,
+        );
         let mut server = Server {
             child,
             base: format!("http://localhost:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             dir,
             database_url: other.database_url.clone(),
         };
@@ -213,7 +236,20 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
-        self.child = spawn(&self.dir, port, self.database_url.as_deref(), &[]);
+        let metrics_port: u16 = self
+            .metrics
+            .trim_end_matches("/metrics")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.child = spawn(
+            &self.dir,
+            (port, metrics_port),
+            self.database_url.as_deref(),
+            &[],
+        );
         self.wait_ready().await;
     }
 
