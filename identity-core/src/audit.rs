@@ -279,6 +279,73 @@ struct Inner {
     wake: std::sync::Mutex<mpsc::Sender<Msg>>,
     /// Entries this process's writer has put into the tree (for the metrics).
     appended: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the writer's last commit failed, and why (for readiness and the metrics).
+    health: Arc<WriterHealth>,
+}
+
+/// How the writer fares: a failing writer means every audited action is refused, which
+/// readiness must say (so a load balancer stops sending citizens here), and the log must
+/// say once a minute rather than once per refused request.
+#[derive(Default)]
+struct WriterHealth {
+    /// The reason, and when the failure was last logged.
+    failing: std::sync::Mutex<Option<(&'static str, std::time::Instant)>>,
+    /// Whether `failing` is set: every audited commit reports success, and reads only this.
+    any: std::sync::atomic::AtomicBool,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+/// How often a lasting writer failure is logged again.
+const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl WriterHealth {
+    fn failed(&self, e: &Error) {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reason = match e {
+            Error::Internal(m) if m.contains("audit") => {
+                "the audit tree is damaged (a node it needs is missing or malformed)"
+            }
+            Error::Unavailable(_) | Error::Busy { .. } => "the database is unavailable",
+            _ => "the audit log cannot be appended",
+        };
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        let due = failing
+            .as_ref()
+            .is_none_or(|(_, logged)| logged.elapsed() >= FAILURE_LOG_EVERY);
+        if due {
+            tracing::error!(
+                error = %e,
+                reason,
+                failures = self.failures.load(std::sync::atomic::Ordering::Relaxed),
+                "audit append failing: audited actions are refused until it is repaired (logged once a minute)"
+            );
+            *failing = Some((reason, std::time::Instant::now()));
+        } else if let Some((r, _)) = failing.as_mut() {
+            *r = reason;
+        }
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn succeeded(&self) {
+        if !self.any.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        // Both fields change under the lock, so a failure and a success racing leave them
+        // agreeing.
+        if let Ok(mut failing) = self.failing.lock() {
+            self.any.store(false, std::sync::atomic::Ordering::Release);
+            if failing.take().is_some() {
+                tracing::info!("audit appends succeed again");
+            }
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        self.failing.lock().ok()?.as_ref().map(|(r, _)| *r)
+    }
 }
 
 /// The audit log of this process; cheap to clone.
@@ -330,6 +397,7 @@ impl AuditLog {
         let verifier = VerifierKey::new(origin, public);
         let (tx, rx) = mpsc::channel::<Msg>();
         let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let health = Arc::new(WriterHealth::default());
         let log = AuditLog {
             inner: Arc::new(Inner {
                 db,
@@ -340,6 +408,7 @@ impl AuditLog {
                 witness,
                 wake: std::sync::Mutex::new(tx),
                 appended: appended.clone(),
+                health: health.clone(),
             }),
         };
         // The writer holds the pool and clock, not the log, so that it stops when the last
@@ -347,7 +416,7 @@ impl AuditLog {
         let (db, clock) = (log.inner.db.clone(), log.inner.clock.clone());
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer_loop(&db, &clock, rx, &appended))
+            .spawn(move || writer_loop(&db, &clock, rx, &appended, &health))
             .map_err(Error::internal)?;
         Ok(log)
     }
@@ -461,7 +530,15 @@ impl AuditLog {
         if audit_appends_in_transaction(conn) {
             let texts: Vec<String> = entries.iter().map(Entry::encode).collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            append_in(conn, self.inner.clock.now(), &refs)?;
+            // A failure here refuses the action (its transaction rolls back) with a 503,
+            // and is logged once a minute by the writer's health, not once per request.
+            if let Err(e) = append_in(conn, self.inner.clock.now(), &refs) {
+                self.inner.health.failed(&e);
+                return Err(Error::Unavailable(
+                    "the audit log could not be written".into(),
+                ));
+            }
+            self.inner.health.succeeded();
             return Ok(Staged {
                 in_tree: refs.len() as u64,
                 in_outbox: false,
@@ -624,6 +701,41 @@ impl AuditLog {
             .select(max(audit_entries::idx))
             .get_result(conn)?;
         Ok(m.map_or(0, |m| m as u64 + 1))
+    }
+
+    /// Why the log cannot be appended to now, if it cannot: the writer's last commit
+    /// failed, or one of the tree's peaks (the roots of its perfect subtrees, which every
+    /// later append reads) is missing. A damaged tree fails appends, so readiness checks it
+    /// directly rather than waiting for a request to fail.
+    pub fn unappendable(&self) -> Option<&'static str> {
+        if let Some(reason) = self.inner.health.reason() {
+            return Some(reason);
+        }
+        let checked = self.inner.db.with(|conn| {
+            let mut cache = HashMap::new();
+            let size = Self::size_in(conn)?;
+            let mut start = 0u64;
+            for level in (0..64u32).rev() {
+                if size & (1 << level) != 0 {
+                    Self::node(conn, &mut cache, level, start >> level)?;
+                    start += 1 << level;
+                }
+            }
+            Ok(())
+        });
+        match checked {
+            Ok(()) => None,
+            Err(Error::Unavailable(_) | Error::Busy { .. }) => Some("the database is unavailable"),
+            Err(_) => Some("the audit tree is damaged (a node it needs is missing or malformed)"),
+        }
+    }
+
+    /// Failed commits of this process's writer since start (for the metrics).
+    pub fn append_failures(&self) -> u64 {
+        self.inner
+            .health
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Entries this process's writer has appended since start (whatever other replicas
@@ -904,6 +1016,7 @@ fn writer_loop(
     clock: &Clock,
     rx: mpsc::Receiver<Msg>,
     appended: &std::sync::atomic::AtomicU64,
+    health: &WriterHealth,
 ) {
     // Whether the outbox may hold events: at start (a previous process may have left some),
     // after a wake (a transaction staged some), and at least every 250 ms, busy or not
@@ -972,14 +1085,16 @@ fn writer_loop(
             // A full batch from the outbox: there may be more.
             Ok(w) if w.moved == MAX_BATCH as u64 => match move_batch(db, clock) {
                 Ok(more) => {
+                    health.succeeded();
                     appended.fetch_add(more, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(e) => tracing::error!(error = %e, "audit move failed"),
+                Err(e) => health.failed(&e),
             },
+            // Only a commit that touched the tree says it can be appended to.
+            Ok(w) if w.moved + w.appended > 0 => health.succeeded(),
             Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "audit append failed; staged events wait for the next try")
-            }
+            // Staged events wait in the outbox for the next try.
+            Err(e) => health.failed(&e),
         }
     }
 }

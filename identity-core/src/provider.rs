@@ -2660,6 +2660,12 @@ impl Provider {
         self.inner.db.ready()
     }
 
+    /// Why this replica must not take requests though its database answers: the audit log
+    /// cannot be appended to, so every audited action would be refused. Blocking.
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        self.inner.audit.unappendable()
+    }
+
     // ----- revocation (RFC 7009) and introspection (RFC 7662) -----
 
     /// Revokes a refresh token or a citizen's access token of the authenticated client,

@@ -41,6 +41,10 @@ pub struct Metrics {
     audit_appends: prometheus::IntCounter,
     /// What `audit_appends` last counted up to.
     audit_appends_seen: Seen,
+    audit_failures: prometheus::IntCounter,
+    /// What `audit_failures` last counted up to.
+    audit_failures_seen: Seen,
+    audit_unappendable: IntGauge,
     checkpoint_age: IntGauge,
     grants_from_memory: prometheus::IntCounter,
     /// What `grants_from_memory` last counted up to.
@@ -98,6 +102,16 @@ impl Metrics {
             "Entries this process appended to the audit log",
         )
         .map_err(e)?;
+        let audit_failures = prometheus::IntCounter::new(
+            "audit_append_failures_total",
+            "Commits of this process's audit writer that failed",
+        )
+        .map_err(e)?;
+        let audit_unappendable = IntGauge::new(
+            "audit_unappendable",
+            "1 while the audit log cannot be appended to (every audited action is refused)",
+        )
+        .map_err(e)?;
         let checkpoint_age = IntGauge::new(
             "audit_checkpoint_age_seconds",
             "Seconds since the newest signed audit checkpoint (-1: none yet)",
@@ -117,6 +131,8 @@ impl Metrics {
             Box::new(db_pool.clone()),
             Box::new(audit_size.clone()),
             Box::new(audit_appends.clone()),
+            Box::new(audit_failures.clone()),
+            Box::new(audit_unappendable.clone()),
             Box::new(checkpoint_age.clone()),
             Box::new(grants_from_memory.clone()),
         ] {
@@ -134,6 +150,9 @@ impl Metrics {
             audit_size,
             audit_appends,
             audit_appends_seen: Default::default(),
+            audit_failures,
+            audit_failures_seen: Default::default(),
+            audit_unappendable,
             checkpoint_age,
             grants_from_memory,
             grants_from_memory_seen: Default::default(),
@@ -173,6 +192,12 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
         m.audit_size.set(provider.audit().size()? as i64);
         m.audit_appends
             .inc_by(m.audit_appends_seen.since(provider.audit().appended()));
+        m.audit_failures.inc_by(
+            m.audit_failures_seen
+                .since(provider.audit().append_failures()),
+        );
+        m.audit_unappendable
+            .set(i64::from(provider.unready_reason().is_some()));
         let age = provider
             .audit()
             .latest_checkpoint_time()?

@@ -1538,12 +1538,19 @@ pub(crate) async fn healthz() -> HttpResponse {
         (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
-    web::block(move || provider.ready())
+    let unready = web::block(move || provider.ready().map(|()| provider.unready_reason()))
         .await
         .map_err(Error::internal)??;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain")
-        .body("ready\n"))
+    // The reason is ours (never the database's text): the operator's probe shows it.
+    Ok(match unready {
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .insert_header((header::RETRY_AFTER, "5"))
+            .body(format!("not ready: {reason}\n")),
+        None => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n"),
+    })
 }
 
 async fn css() -> HttpResponse {

@@ -503,3 +503,78 @@ async fn cookies_are_host_prefixed() {
         "the first tab's sign-in still belongs to this browser"
     );
 }
+
+/// When the audit log cannot be appended to (here its tree's nodes are gone), `/readyz`
+/// says so with the reason, audited requests get a clear 503 rather than a 500, the
+/// metrics show it, and the log says it once, not once per request (issue 17).
+async fn unappendable_audit_log_makes_the_replica_unready(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    let server = Server::start(backend, &[]).await;
+    let ready = || async {
+        let r = http().get(server.url("/readyz")).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    let db = identity_core::storage::Db::open(&server.database_url(), 1).unwrap();
+    db.with(|c| Ok(c.batch_execute("DELETE FROM audit_nodes")?))
+        .unwrap();
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("audit tree is damaged"), "{body}");
+    // Audited requests: appends that need only nodes written since the damage still go
+    // in; the first that needs a lost one is refused with a clear 503 (never a 500), and so
+    // is every one after it.
+    let grant = || async {
+        http()
+            .post(server.url("/token"))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("grant_type", "client_credentials"), ("scope", "signing")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut first_refusal = None;
+    for n in 0..300 {
+        match grant().await {
+            200 => {}
+            503 => {
+                first_refusal = Some(n);
+                break;
+            }
+            other => panic!("grant {n}: {other}"),
+        }
+    }
+    assert!(first_refusal.is_some(), "the damaged tree was never noticed");
+    for _ in 0..5 {
+        assert_eq!(grant().await, 503);
+    }
+    assert_eq!(ready().await.0, 503);
+    let metrics = get_text(&server.metrics).await;
+    assert!(
+        metrics.contains("identity_audit_unappendable 1"),
+        "{metrics}"
+    );
+    // The writer reports it on both backends within its next commits.
+    let mut logged = 0;
+    for _ in 0..50 {
+        logged = server.log().matches("audit append failing").count();
+        if logged > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(logged, 1, "once, not per request:\n{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unappendable_audit_log_sqlite() {
+    unappendable_audit_log_makes_the_replica_unready(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432; .ci/run runs it with --include-ignored"]
+async fn unappendable_audit_log_postgres() {
+    unappendable_audit_log_makes_the_replica_unready(Backend::Postgres).await
+}
