@@ -64,6 +64,23 @@ async fn example_eservice_logs_in_signs_and_logs_out() {
 
     // The login button: a pushed request, the identity service's pages, back with a code.
     let r = b.get(at("/login")).send().await.unwrap();
+    let visit = |r: &reqwest::Response| -> String {
+        let c = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("__Host-visit="))
+            .expect("a __Host-visit cookie");
+        assert!(c.split("; ").any(|a| a == "Secure"), "{c}");
+        assert!(c.split("; ").any(|a| a == "HttpOnly"), "{c}");
+        c.trim_start_matches("__Host-visit=")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let before_login = visit(&r);
     let auth = location(&r);
     assert!(auth.starts_with(&server.url("/authorize")) && auth.contains("request_uri="));
     let back = login_and_consent(&server, &browser(), &auth, USERNAME, PASSWORD).await;
@@ -73,6 +90,19 @@ async fn example_eservice_logs_in_signs_and_logs_out() {
         .await
         .unwrap();
     assert_eq!(location(&r), "/");
+    // The session cookie is rotated at login: the id from before it is worth nothing.
+    let after_login = visit(&r);
+    assert_ne!(after_login, before_login);
+    let fixed = http()
+        .get(at("/"))
+        .header("cookie", format!("__Host-visit={before_login}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fixed.contains("id=\"login\""), "{fixed}");
     let home = b.get(at("/")).send().await.unwrap().text().await.unwrap();
     assert!(
         home.contains("id=\"who\"") && home.contains("pwd"),

@@ -546,7 +546,10 @@ async fn unappendable_audit_log_makes_the_replica_unready(backend: Backend) {
             other => panic!("grant {n}: {other}"),
         }
     }
-    assert!(first_refusal.is_some(), "the damaged tree was never noticed");
+    assert!(
+        first_refusal.is_some(),
+        "the damaged tree was never noticed"
+    );
     for _ in 0..5 {
         assert_eq!(grant().await, 503);
     }

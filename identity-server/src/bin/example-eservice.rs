@@ -70,8 +70,22 @@ fn page_with(status: actix_web::http::StatusCode, body: &str) -> HttpResponse {
         ))
 }
 
+/// The visit cookie: `__Host-` and Secure (browsers keep Secure cookies on
+/// http://localhost too), HttpOnly, and SameSite=Lax so that another site cannot make the
+/// citizen's browser post to /sign.
+const VISIT_COOKIE: &str = "__Host-visit";
+
 fn visit_id(req: &HttpRequest) -> Option<String> {
-    req.cookie("visit").map(|c| c.value().to_owned())
+    req.cookie(VISIT_COOKIE).map(|c| c.value().to_owned())
+}
+
+fn visit_cookie(id: String) -> actix_web::cookie::Cookie<'static> {
+    actix_web::cookie::Cookie::build(VISIT_COOKIE, id)
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .finish()
 }
 
 fn random_id() -> String {
@@ -133,14 +147,7 @@ async fn login(state: web::Data<AppState>) -> HttpResponse {
         },
     );
     let mut resp = see(&url);
-    let _ = resp.add_cookie(
-        // SameSite=Lax: another site cannot make the citizen's browser post to /sign.
-        &actix_web::cookie::Cookie::build("visit", id)
-            .path("/")
-            .http_only(true)
-            .same_site(actix_web::cookie::SameSite::Lax)
-            .finish(),
-    );
+    let _ = resp.add_cookie(&visit_cookie(id));
     resp
 }
 
@@ -160,10 +167,21 @@ async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let url = format!("{}{}", state.config.url, req.uri());
     match state.login.finish(pending, &url).await {
         Ok(tokens) => {
-            if let Some(v) = state.visits.lock().expect("lock").get_mut(&id) {
-                v.tokens = Some(tokens);
-            }
-            see("/")
+            // A new visit id at login: an id someone planted or saw before the login
+            // (session fixation) is worth nothing after it.
+            let fresh = random_id();
+            let mut visits = state.visits.lock().expect("lock");
+            visits.remove(&id);
+            visits.insert(
+                fresh.clone(),
+                Visit {
+                    tokens: Some(tokens),
+                    ..Default::default()
+                },
+            );
+            let mut resp = see("/");
+            let _ = resp.add_cookie(&visit_cookie(fresh));
+            resp
         }
         Err(e) => page(&format!(
             "<p id=\"error\">Login failed: {}</p>",
