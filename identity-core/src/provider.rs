@@ -222,6 +222,9 @@ pub enum Interaction {
         ui_locales: Option<String>,
         /// The e-service needs the passkey level: a password alone will not do.
         passkey_required: bool,
+        /// Where the browser goes once the request is answered (the page's forms lead
+        /// there, which its Content-Security-Policy must allow).
+        redirect_uri: String,
     },
     /// Ask to release these scopes.
     Consent {
@@ -233,6 +236,8 @@ pub enum Interaction {
         scopes: Vec<String>,
         /// `ui_locales` of the request.
         ui_locales: Option<String>,
+        /// Where the browser goes once the request is answered.
+        redirect_uri: String,
     },
     /// Done: go back to the client.
     Redirect(String),
@@ -1768,12 +1773,14 @@ impl Provider {
                             login_hint: request.login_hint,
                             ui_locales: request.ui_locales,
                             passkey_required: request.acr_required.as_deref() == Some(ACR_PASSKEY),
+                            redirect_uri: request.redirect_uri,
                         },
                         Decision::Consent(scopes) => Interaction::Consent {
                             client_name: client.name,
                             department: client.department,
                             scopes,
                             ui_locales: request.ui_locales,
+                            redirect_uri: request.redirect_uri,
                         },
                         Decision::Issue(session) => {
                             Self::claim(conn, &request, now)?;
@@ -1786,13 +1793,14 @@ impl Provider {
         .await
     }
 
-    /// Checks that a pending request exists (before a login attempt is counted against it).
-    pub async fn check_pending(&self, id: String) -> Result<()> {
+    /// Checks that a pending request exists (before a login attempt is counted against it);
+    /// returns its redirect URI.
+    pub async fn check_pending(&self, id: String) -> Result<String> {
         let this = self.clone();
         blocking(move || {
-            this.inner
-                .db
-                .with(|conn| Self::pending(conn, &id, this.inner.clock.now()).map(|_| ()))
+            this.inner.db.with(|conn| {
+                Self::pending(conn, &id, this.inner.clock.now()).map(|(r, _)| r.redirect_uri)
+            })
         })
         .await
     }

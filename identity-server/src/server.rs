@@ -10,9 +10,13 @@ use tracing::Instrument;
 use crate::config::Settings;
 use crate::web::{routes, AppState};
 
-/// The CSP of every response: no inline script or style, nothing framed.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// The CSP of every response: no inline script or style, nothing framed, and forms post
+/// only here. A page whose form leads back to an e-service (the browser follows the
+/// answer's redirect, which `form-action` governs too) sets its own, with that origin
+/// ([`crate::web::allow_forms_to`]).
+pub(crate) const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 fn tls_config(
     cert: &std::path::Path,

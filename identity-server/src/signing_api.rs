@@ -152,7 +152,7 @@ async fn approval_page(
     let id = path.into_inner();
     let here = format!("/sign/{id}");
     let v = state.provider.signing_request(id.clone()).await?;
-    Ok(crate::web::html_response(
+    let page = crate::web::html_response(
         StatusCode::OK,
         html::signing_page(
             &frame(&req, &here),
@@ -168,6 +168,11 @@ async fn approval_page(
                 code: &v.code,
             },
         ),
+    );
+    // Approving or rejecting leads back to the return_uri, registered for the client.
+    Ok(crate::web::allow_forms_to(
+        page,
+        &v.return_uri.as_deref().into_iter().collect::<Vec<_>>(),
     ))
 }
 

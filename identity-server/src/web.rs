@@ -144,6 +144,28 @@ pub(crate) fn html_response(status: StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// A page whose forms lead, through the answer's redirect, to `uris` (registered redirect,
+/// return or logout URIs): its CSP's `form-action` allows their origins besides `'self'`,
+/// since browsers apply `form-action` to the redirects after a form's submission. Origins,
+/// not the URIs, because a source expression cannot carry every character a path can.
+pub(crate) fn allow_forms_to(mut resp: HttpResponse, uris: &[&str]) -> HttpResponse {
+    let mut csp = crate::server::CSP.to_owned();
+    for uri in uris {
+        if let Ok(u) = url::Url::parse(uri) {
+            let origin = u.origin().ascii_serialization();
+            if origin != "null" {
+                csp.push(' ');
+                csp.push_str(&origin);
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
 pub(crate) fn csrf_for(state: &AppState, purpose: &str, binding: &str) -> String {
     state.csrf.hash(&[purpose.as_bytes(), binding.as_bytes()])
 }
@@ -511,12 +533,13 @@ fn render_interaction(
             login_hint,
             ui_locales,
             passkey_required,
+            redirect_uri,
         } => {
             let frame = Frame {
                 lang: lang_of(req, ui_locales.as_deref()),
                 here: &here,
             };
-            html_response(
+            let page = html_response(
                 StatusCode::OK,
                 html::login_page(
                     &frame,
@@ -530,19 +553,21 @@ fn render_interaction(
                         passkey_required,
                     },
                 ),
-            )
+            );
+            allow_forms_to(page, &[&redirect_uri])
         }
         Interaction::Consent {
             client_name,
             department,
             scopes,
             ui_locales,
+            redirect_uri,
         } => {
             let frame = Frame {
                 lang: lang_of(req, ui_locales.as_deref()),
                 here: &here,
             };
-            html_response(
+            let page = html_response(
                 StatusCode::OK,
                 html::consent_page(
                     &frame,
@@ -552,7 +577,8 @@ fn render_interaction(
                     &department,
                     &scopes,
                 ),
-            )
+            );
+            allow_forms_to(page, &[&redirect_uri])
         }
     }
 }
@@ -565,6 +591,8 @@ struct LoginAgain<'a> {
     passkey_action: &'a str,
     csrf: &'a str,
     username: &'a str,
+    /// Where the pending request's answer goes, for the page's CSP.
+    redirect_uri: Option<&'a str>,
 }
 
 /// A failed login shows the form again with the reason, under the error's status. A
@@ -591,6 +619,9 @@ fn login_failure_page(at: &LoginAgain<'_>, e: Error) -> Result<HttpResponse, Pag
         },
     );
     let mut resp = html_response(crate::errors::status_of(&e), body);
+    if let Some(uri) = at.redirect_uri {
+        resp = allow_forms_to(resp, &[uri]);
+    }
     if let Some(s) = crate::errors::retry_after(&e) {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -608,7 +639,7 @@ async fn interaction_login(
     bound_interaction(&req, &id)?;
     let form = Params::parse(&body)?;
     check_csrf(&state, "login", &id, &form)?;
-    state.provider.check_pending(id.clone()).await?;
+    let redirect_uri = state.provider.check_pending(id.clone()).await?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
     let result = state
@@ -632,6 +663,7 @@ async fn interaction_login(
                 passkey_action: &format!("/interaction/{id}/passkey"),
                 csrf: &csrf_for(&state, "login", &id),
                 username: &username,
+                redirect_uri: Some(&redirect_uri),
             },
             e,
         ),
@@ -650,7 +682,7 @@ async fn interaction_passkey(
     bound_interaction(&req, &id)?;
     let form = Params::parse(&body)?;
     check_csrf(&state, "login", &id, &form)?;
-    state.provider.check_pending(id.clone()).await?;
+    let redirect_uri = state.provider.check_pending(id.clone()).await?;
     let result = state
         .provider
         .finish_passkey_login(
@@ -672,6 +704,7 @@ async fn interaction_passkey(
                 passkey_action: &format!("/interaction/{id}/passkey"),
                 csrf: &csrf_for(&state, "login", &id),
                 username: "",
+                redirect_uri: Some(&redirect_uri),
             },
             e,
         ),
@@ -1055,6 +1088,7 @@ fn account_login_again<'a>(
         passkey_action: "/account/passkey-login",
         csrf,
         username,
+        redirect_uri: None,
     }
 }
 
@@ -1470,7 +1504,7 @@ fn ended(
             .into_iter()
             .filter_map(|k| p.get(k).map(|v| (k, v)))
             .collect();
-            Ok(html_response(
+            let page = html_response(
                 StatusCode::OK,
                 html::end_session_page(
                     &frame,
@@ -1478,6 +1512,13 @@ fn ended(
                     client_name.as_deref(),
                     &keep,
                 ),
+            );
+            // The confirmation may lead to the post-logout URI, if the core finds it
+            // registered; allowing its origin here decides nothing about that.
+            let back = p.get("post_logout_redirect_uri");
+            Ok(allow_forms_to(
+                page,
+                &back.as_deref().into_iter().collect::<Vec<_>>(),
             ))
         }
     }

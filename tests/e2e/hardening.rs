@@ -581,3 +581,46 @@ async fn unappendable_audit_log_sqlite() {
 async fn unappendable_audit_log_postgres() {
     unappendable_audit_log_makes_the_replica_unready(Backend::Postgres).await
 }
+
+/// Every page's CSP limits where forms go: `form-action 'self'`, plus the e-service's
+/// origin on the pages whose forms lead back to it (the browser applies `form-action` to
+/// the redirect after the submission). The browser tests follow those redirects in
+/// Chromium, which enforces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_post_only_here_or_back_to_the_eservice() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let csp = |r: &reqwest::Response| -> String {
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let form_action = |csp: &str| -> Vec<String> {
+        csp.split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix("form-action "))
+            .unwrap_or_else(|| panic!("no form-action in {csp}"))
+            .split(' ')
+            .map(str::to_owned)
+            .collect()
+    };
+    let account = http().get(server.url("/account")).send().await.unwrap();
+    assert_eq!(form_action(&csp(&account)), ["'self'"]);
+    let b = browser();
+    let (_, challenge) = pkce();
+    let r = b
+        .get(auth_url(&server, &challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = b
+        .get(absolute(&server, &location(&r)))
+        .send()
+        .await
+        .unwrap();
+    let rp = url::Url::parse(REDIRECT_URI)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    assert_eq!(form_action(&csp(&login)), ["'self'".to_owned(), rp]);
+}
