@@ -195,6 +195,18 @@ impl ResponseError for OAuthError {
 #[derive(Debug)]
 pub struct PageError(pub Error);
 
+tokio::task_local! {
+    /// The language of the request being served (its choice cookie, `ui_locales`, then
+    /// `Accept-Language`), set by the request middleware: an error page is rendered where
+    /// the request is out of reach.
+    static PAGE_LANG: crate::i18n::Lang;
+}
+
+/// Runs `fut` (a request's handling) with its language for error pages.
+pub async fn with_page_lang<F: std::future::Future>(lang: crate::i18n::Lang, fut: F) -> F::Output {
+    PAGE_LANG.scope(lang, fut).await
+}
+
 impl fmt::Display for PageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -215,9 +227,10 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let (status, _, description) = classify(&self.0);
         log(&self.0, status);
+        let lang = PAGE_LANG.try_with(|l| *l).unwrap_or(crate::i18n::Lang::En);
         let resp = HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
-            .body(html::error_page_both(&description));
+            .body(html::error_page(lang, status.as_u16(), &description));
         finish(resp, &self.0)
     }
 }

@@ -82,20 +82,41 @@ fn page(f: &Frame<'_>, title: &str, main: &str, script: bool) -> String {
 
 /// The error page when the request's language is not at hand (an error raised before its
 /// handler could pick one): the specific message in English, what to do in both languages.
-pub fn error_page_both(message: &str) -> String {
-    let (en, zh) = (Lang::En.texts(), Lang::ZhHant.texts());
+/// An error page in the citizen's language, for an error of `status` described by
+/// `detail` (English: it names fields and values). In English the detail is the message;
+/// in another language the message says what kind of error it is, and the detail follows,
+/// marked `lang="en"` so that a screen reader reads it as English.
+pub fn error_page(lang: Lang, status: u16, detail: &str) -> String {
+    let t = lang.texts();
+    let body = if lang == Lang::En {
+        format!(
+            "<p role=\"alert\" id=\"error-message\">{}</p>\n<p>{}</p>",
+            esc(detail),
+            esc(t.error_next)
+        )
+    } else {
+        let kind = match status {
+            401 | 403 => t.error_denied,
+            404 => t.error_not_found,
+            429 => t.error_too_many,
+            503 => t.error_unavailable,
+            500..=599 => t.error_internal,
+            _ => t.error_request,
+        };
+        format!(
+            "<p role=\"alert\" id=\"error-message\">{}</p>\n<p lang=\"en\">{}</p>\n<p>{}</p>",
+            esc(kind),
+            esc(detail),
+            esc(t.error_next)
+        )
+    };
     page(
         &Frame {
-            lang: Lang::En,
+            lang,
             here: "/account",
         },
-        &format!("{} · {}", en.error_title, zh.error_title),
-        &format!(
-            "<p role=\"alert\" id=\"error-message\">{}</p>\n<p>{}</p>\n<p lang=\"zh-Hant\">{}</p>",
-            esc(message),
-            esc(en.error_next),
-            esc(zh.error_next)
-        ),
+        t.error_title,
+        &body,
         false,
     )
 }
@@ -635,8 +656,10 @@ mod tests {
             esc("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        let p = error_page_both("<script>alert(1)</script>");
-        assert!(!p.contains("<script>alert"));
+        for lang in [Lang::En, Lang::ZhHant] {
+            let p = error_page(lang, 400, "<script>alert(1)</script>");
+            assert!(!p.contains("<script>alert"));
+        }
         let filled = fill("{client} asks", &[("client", "<b>")]);
         assert_eq!(filled, "<strong>&lt;b&gt;</strong> asks");
     }

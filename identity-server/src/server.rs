@@ -150,7 +150,13 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 if req.method() == actix_web::http::Method::HEAD {
                     req.head_mut().method = actix_web::http::Method::GET;
                 }
-                let fut = srv.call(req);
+                // Error pages speak the citizen's language; ui_locales from the query counts
+                // as it does on the interaction pages.
+                let ui_locales = url::form_urlencoded::parse(req.query_string().as_bytes())
+                    .find(|(k, _)| k == "ui_locales")
+                    .map(|(_, v)| v.into_owned());
+                let lang = crate::web::lang_of(req.request(), ui_locales.as_deref());
+                let fut = crate::errors::with_page_lang(lang, srv.call(req));
                 async move {
                     let mut res = identity_core::audit::with_request_id(id.clone(), fut).await?;
                     metrics.request(

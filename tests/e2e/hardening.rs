@@ -624,3 +624,53 @@ async fn forms_post_only_here_or_back_to_the_eservice() {
         .ascii_serialization();
     assert_eq!(form_action(&csp(&login)), ["'self'".to_owned(), rp]);
 }
+
+/// Error pages speak the citizen's language (the choice cookie, then `ui_locales`, then
+/// `Accept-Language`), with `<html lang>` to match (issue 17).
+#[tokio::test(flavor = "multi_thread")]
+async fn error_pages_in_the_citizens_language() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let page = |path: &str, headers: &[(&str, &str)]| {
+        let mut r = http().get(server.url(path));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 400);
+            r.text().await.unwrap()
+        }
+    };
+    let bad = "/activate?code=ab%00c";
+    let zh = page(bad, &[("accept-language", "zh-HK,zh;q=0.9,en;q=0.5")]).await;
+    assert!(zh.contains("<html lang=\"zh-Hant\">"), "{zh}");
+    assert!(
+        zh.contains("發生錯誤") && zh.contains("無法處理此要求"),
+        "{zh}"
+    );
+    assert!(
+        zh.contains("<p lang=\"en\">"),
+        "the English detail is marked: {zh}"
+    );
+    let en = page(bad, &[("accept-language", "en-GB")]).await;
+    assert!(
+        en.contains("<html lang=\"en\">") && !en.contains("發生錯誤"),
+        "{en}"
+    );
+    // The citizen's own choice wins over the browser's.
+    let chosen = page(
+        bad,
+        &[
+            ("accept-language", "zh-HK"),
+            ("cookie", "__Host-idp_lang=en"),
+        ],
+    )
+    .await;
+    assert!(chosen.contains("<html lang=\"en\">"), "{chosen}");
+    let asked = page(
+        "/activate?code=ab%00c&ui_locales=zh-Hant",
+        &[("accept-language", "en")],
+    )
+    .await;
+    assert!(asked.contains("<html lang=\"zh-Hant\">"), "{asked}");
+}
