@@ -968,21 +968,18 @@ impl AuditLog {
         }
     }
 
-    /// Entries about one citizen, newest first (for the account page).
+    /// Entries about one citizen, newest first (for the account page): an index lookup by
+    /// the entry's `subject` column (the pseudonym), however long the log.
     pub fn for_citizen(&self, citizen_id: &str, limit: i64) -> Result<Vec<Entry>> {
-        let pattern = format!(
-            "%\nsubject={}\n%",
-            escape(Some(&self.pseudonym(citizen_id)))
-        );
+        let subject = escape(Some(&self.pseudonym(citizen_id)));
         self.inner.db.with(|conn| {
             let rows: Vec<String> = audit_entries::table
-                .filter(audit_entries::entry.like(pattern))
+                .filter(audit_entries::subject.eq(&subject))
                 .order(audit_entries::idx.desc())
                 .limit(limit)
                 .select(audit_entries::entry)
                 .load(conn)?;
-            // LIKE is only a prefilter (`_` and case are loose in it): check the subject exactly.
-            let subject = escape(Some(&self.pseudonym(citizen_id)));
+            // The column is derived from the entry; the entry itself is what counts.
             Ok(rows
                 .iter()
                 .filter_map(|r| Entry::decode(r))
@@ -1176,6 +1173,14 @@ fn append_batch(db: &Db, clock: &Clock, entries: &[&str]) -> Result<u64> {
     })
 }
 
+/// The `subject=` line of an entry's canonical text, `None` for `-` or none.
+fn subject_of(entry: &str) -> Option<&str> {
+    entry
+        .split('\n')
+        .find_map(|l| l.strip_prefix("subject="))
+        .filter(|s| *s != "-")
+}
+
 /// Appends entries inside the caller's locked transaction; returns the first index.
 fn append_in(conn: &mut DbConnection, now: i64, entries: &[&str]) -> Result<u64> {
     let size = AuditLog::size_in(conn)?;
@@ -1205,6 +1210,7 @@ fn append_in(conn: &mut DbConnection, now: i64, entries: &[&str]) -> Result<u64>
                 audit_entries::idx.eq((size + j as u64) as i64),
                 audit_entries::entry.eq(*e),
                 audit_entries::created_at.eq(now),
+                audit_entries::subject.eq(subject_of(e)),
             )
         })
         .collect();

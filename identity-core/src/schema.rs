@@ -303,6 +303,7 @@ diesel::table! {
         idx -> BigInt,
         entry -> Text,
         created_at -> BigInt,
+        subject -> Nullable<Text>,
     }
 }
 
@@ -336,5 +337,18 @@ diesel::table! {
         id -> Text,
         entry -> Text,
         created_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_requests (id) {
+        id -> Text,
+        citizen_id -> Text,
+        remove_passkeys -> Integer,
+        requested_by -> Text,
+        requested_at -> BigInt,
+        expires_at -> BigInt,
+        approved_by -> Nullable<Text>,
+        approved_at -> Nullable<BigInt>,
     }
 }

@@ -72,6 +72,7 @@ both!(
     registration_needs_a_fresh_login,
     enrol_activate_and_recover,
     credential_changes_end_other_access,
+    recovery_takes_two_officers,
     enrolment_refusals,
     suspended_account_cannot_log_in_or_refresh,
     identity_document_only_to_registered_clients,
@@ -209,6 +210,18 @@ fn query(url: &str, name: &str) -> Option<String> {
 }
 
 impl Fixture {
+    /// Every entry of the audit log, once the writer has caught up.
+    fn audit_entries(&self) -> Vec<String> {
+        let log = self.provider.audit();
+        log.flush().unwrap();
+        let n = log.size().unwrap();
+        log.entries(0, n, n)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry)
+            .collect()
+    }
+
     fn secret_auth(&self) -> ClientAuth {
         ClientAuth::Secret {
             id: "eservice".into(),
@@ -1192,14 +1205,10 @@ async fn revoked_key_is_dropped_at_once_everywhere(backend: Backend) {
         other.revoke_key("no-such-key").await,
         Err(Error::NotFound)
     ));
-    let log = f.provider.audit();
-    log.flush().unwrap();
-    let n = log.size().unwrap();
-    assert!(log
-        .entries(0, n, n)
-        .unwrap()
+    assert!(f
+        .audit_entries()
         .iter()
-        .any(|e| e.entry.contains("event=key.revoked") && e.entry.contains(&old)));
+        .any(|e| e.contains("event=key.revoked") && e.contains(&old)));
     // Revoking a key that does not sign (a retired one) makes no new key.
     let retired = f
         .provider

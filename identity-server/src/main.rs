@@ -217,13 +217,20 @@ enum UserCommand {
         /// active, suspended or closed.
         status: String,
     },
-    /// Start a recovery: end every session and grant and print a new one-time code.
+    /// Ask for a recovery, which a different officer approves with `user approve-recovery`;
+    /// until then nothing changes. Prints the request's id.
     Recover {
         /// Citizen id.
         id: String,
         /// Also remove the citizen's passkeys (a lost or stolen phone).
         #[arg(long)]
         remove_passkeys: bool,
+    },
+    /// Approve another officer's recovery request: every session and grant ends, the
+    /// password goes, and a new one-time code is printed.
+    ApproveRecovery {
+        /// The recovery request's id.
+        request: String,
     },
 }
 
@@ -578,8 +585,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                     id,
                     remove_passkeys,
                 } => {
+                    let request = provider
+                        .request_recovery(&cli_officer(), &id, remove_passkeys)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!(
+                        "recovery request: {request}\n(a different officer approves it: user approve-recovery {request})"
+                    );
+                }
+                UserCommand::ApproveRecovery { request } => {
                     let code = provider
-                        .recover(&cli_officer(), &id, remove_passkeys)
+                        .approve_recovery(&cli_officer(), &request)
                         .await
                         .map_err(|e| e.to_string())?;
                     print_code(&settings, &code);

@@ -168,10 +168,18 @@ pub struct EnrolledBody {
     activation: ActivationBody,
 }
 
-/// The answer to a recovery.
+/// The answer to an approved recovery.
 #[derive(ToSchema)]
 pub struct RecoveryStartedBody {
     activation: ActivationBody,
+}
+
+/// A recovery asked for, waiting for a second officer.
+#[derive(ToSchema)]
+pub struct RecoveryRequestedBody {
+    recovery_request: String,
+    /// Where the approving officer posts.
+    approval: String,
 }
 
 /// A citizen's registration as the officer sees it; the identity document is masked.
@@ -273,6 +281,7 @@ impl Modify for Security {
         crate::registration_api::update,
         crate::registration_api::status,
         crate::registration_api::recovery,
+        crate::registration_api::approve_recovery,
         crate::signing_api::create,
         crate::signing_api::result,
         crate::signing_api::ca,

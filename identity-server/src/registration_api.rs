@@ -1,7 +1,9 @@
 //! The registration officer's JSON interface: enrol a verified citizen, change their
-//! attributes, suspend, close or reopen the account, and start a recovery. Every call needs
-//! an access token with the `registration` scope (client credentials of the registration
-//! office's system); the client id is the officer identity the audit log records.
+//! attributes, suspend, close or reopen the account, and ask for or approve a recovery.
+//! Every call needs an access token with the `registration` scope (client credentials of
+//! the registration office's system) and names the officer at the counter in the `Officer`
+//! header; the audit log records `client/officer`. A recovery takes two officers: one asks,
+//! a different one approves, and only then is the new code issued.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -22,7 +24,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/registration/citizens/{id}/recovery",
             web::post().to(recovery),
+        )
+        .route(
+            "/registration/recoveries/{id}/approval",
+            web::post().to(approve_recovery),
         );
+}
+
+/// The officer identity a call is recorded under: the office system's client id and the
+/// officer it names in the `Officer` header (1 to 64 of letters, digits and `._@-`).
+async fn officer(req: &HttpRequest, state: &AppState) -> Result<String, Error> {
+    let client = api_client(req, state, "registration").await?;
+    let named = req
+        .headers()
+        .get("officer")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+        })
+        .ok_or_else(|| {
+            Error::InvalidRequest(
+                "name the officer in the Officer header (1 to 64 letters, digits, '.', '_', '@' or '-')"
+                    .into(),
+            )
+        })?;
+    Ok(format!("{client}/{named}"))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -97,6 +125,7 @@ fn no_store(status: StatusCode, value: &Value) -> HttpResponse {
 }
 
 #[utoipa::path(post, path = "/registration/citizens", tag = "registration",
+    params(("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     request_body(content = EnrolBody),
     security(("access_token" = [])),
     responses((status = 201, description = "Enrolled; hand the activation code to the citizen", body = crate::openapi::EnrolledBody),
@@ -107,7 +136,7 @@ pub(crate) async fn enrol(
     bytes: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let officer = api_client(&req, &state, "registration").await?;
+    let officer = officer(&req, &state).await?;
     let b: EnrolBody = body(&bytes)?;
     let (id, code) = state
         .provider
@@ -133,7 +162,8 @@ pub(crate) async fn enrol(
 }
 
 #[utoipa::path(get, path = "/registration/citizens/{id}", tag = "registration",
-    params(("id" = String, Path, description = "The citizen's id")),
+    params(("id" = String, Path, description = "The citizen's id"),
+        ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     security(("access_token" = [])),
     responses((status = 200, description = "The registration", body = crate::openapi::CitizenBody),
         (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
@@ -143,7 +173,7 @@ pub(crate) async fn show(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    api_client(&req, &state, "registration").await?;
+    officer(&req, &state).await?;
     let r = state.provider.registration(&path.into_inner()).await?;
     Ok(no_store(
         StatusCode::OK,
@@ -166,7 +196,8 @@ pub(crate) async fn show(
 }
 
 #[utoipa::path(patch, path = "/registration/citizens/{id}", tag = "registration",
-    params(("id" = String, Path, description = "The citizen's id")),
+    params(("id" = String, Path, description = "The citizen's id"),
+        ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     request_body(content = UpdateBody),
     security(("access_token" = [])),
     responses((status = 204, description = "Changed"),
@@ -178,7 +209,7 @@ pub(crate) async fn update(
     bytes: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let officer = api_client(&req, &state, "registration").await?;
+    let officer = officer(&req, &state).await?;
     let b: UpdateBody = body(&bytes)?;
     state
         .provider
@@ -200,7 +231,8 @@ pub(crate) async fn update(
 }
 
 #[utoipa::path(post, path = "/registration/citizens/{id}/status", tag = "registration",
-    params(("id" = String, Path, description = "The citizen's id")),
+    params(("id" = String, Path, description = "The citizen's id"),
+        ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     request_body(content = StatusBody),
     security(("access_token" = [])),
     responses((status = 204, description = "Changed"),
@@ -212,7 +244,7 @@ pub(crate) async fn status(
     bytes: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let officer = api_client(&req, &state, "registration").await?;
+    let officer = officer(&req, &state).await?;
     let b: StatusBody = body(&bytes)?;
     let status = AccountStatus::parse(&b.status)?;
     state
@@ -223,10 +255,11 @@ pub(crate) async fn status(
 }
 
 #[utoipa::path(post, path = "/registration/citizens/{id}/recovery", tag = "registration",
-    params(("id" = String, Path, description = "The citizen's id")),
+    params(("id" = String, Path, description = "The citizen's id"),
+        ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     request_body(content = RecoveryBody),
     security(("access_token" = [])),
-    responses((status = 200, description = "Sessions ended, grants revoked; a new activation code", body = crate::openapi::RecoveryStartedBody),
+    responses((status = 202, description = "Asked for; nothing changes until a different officer approves", body = crate::openapi::RecoveryRequestedBody),
         (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
         (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn recovery(
@@ -235,11 +268,37 @@ pub(crate) async fn recovery(
     bytes: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let officer = api_client(&req, &state, "registration").await?;
+    let officer = officer(&req, &state).await?;
     let b: RecoveryBody = body(&bytes)?;
+    let request = state
+        .provider
+        .request_recovery(&officer, &path.into_inner(), b.remove_passkeys)
+        .await?;
+    Ok(no_store(
+        StatusCode::ACCEPTED,
+        &json!({
+            "recovery_request": request,
+            "approval": format!("/registration/recoveries/{request}/approval"),
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/registration/recoveries/{id}/approval", tag = "registration",
+    params(("id" = String, Path, description = "The recovery request's id"),
+        ("Officer" = String, Header, description = "The approving officer: not the one who asked")),
+    security(("access_token" = [])),
+    responses((status = 200, description = "Approved: sessions ended, grants revoked, the password removed; a new activation code", body = crate::openapi::RecoveryStartedBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn approve_recovery(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let officer = officer(&req, &state).await?;
     let code = state
         .provider
-        .recover(&officer, &path.into_inner(), b.remove_passkeys)
+        .approve_recovery(&officer, &path.into_inner())
         .await?;
     Ok(no_store(
         StatusCode::OK,

@@ -46,6 +46,7 @@ pub async fn enrol(server: &Server, token: &str, body: &Value) -> (String, Strin
     let r = http()
         .post(server.url("/registration/citizens"))
         .bearer_auth(token)
+        .header("officer", "officer-1")
         .json(body)
         .send()
         .await
@@ -90,6 +91,7 @@ async fn enrolment_path(backend: Backend) {
     let record: Value = http()
         .get(server.url(&format!("/registration/citizens/{id}")))
         .bearer_auth(&office)
+        .header("officer", "officer-1")
         .send()
         .await
         .unwrap()
@@ -152,6 +154,7 @@ async fn enrolment_path(backend: Backend) {
             http()
                 .post(server.url(&format!("/registration/citizens/{id}/status")))
                 .bearer_auth(office)
+                .header("officer", "officer-1")
                 .json(&json!({ "status": s }))
                 .send()
                 .await
@@ -186,17 +189,38 @@ async fn enrolment_path(backend: Backend) {
     assert!(r.status().is_client_error());
     assert_eq!(status("active").await, 204);
 
-    // Recovery: a new code; the old link stays spent.
-    let r: Value = http()
+    // Recovery takes two officers: one asks, the same one cannot approve, a second does;
+    // then a new code; the old link stays spent.
+    let r = http()
         .post(server.url(&format!("/registration/citizens/{id}/recovery")))
         .bearer_auth(&office)
+        .header("officer", "officer-1")
         .json(&json!({ "remove_passkeys": true }))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(r.status(), 202);
+    let asked: Value = r.json().await.unwrap();
+    assert!(
+        asked.get("activation").is_none(),
+        "no code before the approval"
+    );
+    let approval = server.url(asked["approval"].as_str().unwrap());
+    let approve = |officer: &'static str| {
+        let (approval, office) = (approval.clone(), office.clone());
+        async move {
+            http()
+                .post(approval)
+                .bearer_auth(office)
+                .header("officer", officer)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let own = approve("officer-1").await;
+    assert_eq!(own.status(), 400);
+    let r: Value = approve("officer-2").await.json().await.unwrap();
     let recovery = r["activation"]["url"].as_str().unwrap().to_owned();
     let r = post_activation(&browser(), &server, &recovery, "1990-05-17").await;
     assert_eq!(r.status(), 303);
@@ -226,7 +250,7 @@ async fn registration_refusals() {
                 .header("content-type", "application/json")
                 .body(body);
             if let Some(t) = token {
-                r = r.bearer_auth(t);
+                r = r.bearer_auth(t).header("officer", "officer-1");
             }
             let r = r.send().await.unwrap();
             let status = r.status().as_u16();
@@ -272,6 +296,7 @@ async fn registration_refusals() {
     let r = http()
         .post(server.url("/registration/citizens/nobody/status"))
         .bearer_auth(&office)
+        .header("officer", "officer-1")
         .json(&json!({"status": "deleted"}))
         .send()
         .await
@@ -280,10 +305,28 @@ async fn registration_refusals() {
     let r = http()
         .get(server.url("/registration/citizens/nobody"))
         .bearer_auth(&office)
+        .header("officer", "officer-1")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // Every call names the officer at the counter (issue 17).
+    let long = "x".repeat(65);
+    for officer in [None, Some(""), Some("two words"), Some(long.as_str())] {
+        let mut r = http()
+            .get(server.url("/registration/citizens/nobody"))
+            .bearer_auth(&office);
+        if let Some(o) = &officer {
+            r = r.header("officer", *o);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{officer:?}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error_description"].as_str().unwrap().contains("Officer"),
+            "{v}"
+        );
+    }
     // A guessed code: refused like a wrong one.
     let link = server.url("/activate?code=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     let r = post_activation(&browser(), &server, &link, "1990-05-17").await;

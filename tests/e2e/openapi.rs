@@ -31,6 +31,7 @@ async fn openapi_document_is_served_and_names_every_json_api() {
         "/registration/citizens/{id}",
         "/registration/citizens/{id}/status",
         "/registration/citizens/{id}/recovery",
+        "/registration/recoveries/{id}/approval",
         "/signing/requests",
         "/signing/requests/{id}",
         "/signing/ca",

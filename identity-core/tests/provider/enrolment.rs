@@ -1,12 +1,13 @@
 //! Enrolment by an officer, activation, recovery, suspension, and the identity document.
 
 use super::*;
-use identity_core::provider::{AccountStatus, Registration, RegistrationUpdate};
+use identity_core::provider::{AccountStatus, ActivationCode, Registration, RegistrationUpdate};
 use identity_core::schema::passkeys;
 
 use diesel::prelude::*;
 
 const OFFICER: &str = "registration-office";
+const SECOND_OFFICER: &str = "registration-office/officer-2";
 
 fn registration(doc: &str) -> Registration {
     Registration {
@@ -26,6 +27,19 @@ impl Fixture {
     async fn wong_session(&self, code: &str) -> SessionToken {
         self.provider
             .activate(code, "1990-05-17", "10.0.0.9", None)
+            .await
+            .unwrap()
+    }
+
+    /// A recovery asked for by one officer and approved by another.
+    async fn recover(&self, citizen: &str, remove_passkeys: bool) -> ActivationCode {
+        let request = self
+            .provider
+            .request_recovery(OFFICER, citizen, remove_passkeys)
+            .await
+            .unwrap();
+        self.provider
+            .approve_recovery(SECOND_OFFICER, &request)
             .await
             .unwrap()
     }
@@ -123,7 +137,7 @@ pub async fn enrol_activate_and_recover(backend: Backend) {
     let tokens = f.exchange(&code_, VERIFIER).await.unwrap();
 
     // Recovery: every session and grant ends, the passkeys go, and a new code activates.
-    let recovery = f.provider.recover(OFFICER, &id, true).await.unwrap();
+    let recovery = f.recover(&id, true).await;
     assert!(f.provider.session(Some(pwd)).await.unwrap().is_none());
     assert!(f.provider.session(Some(session)).await.unwrap().is_none());
     assert!(matches!(
@@ -254,7 +268,7 @@ pub async fn credential_changes_end_other_access(backend: Backend) {
         .unwrap()
         .remove(0)
         .id;
-    let recovery = f.provider.recover(OFFICER, &id, false).await.unwrap();
+    let recovery = f.recover(&id, false).await;
     let record = f.provider.registration(&id).await.unwrap();
     assert!(!record.has_password);
     assert_eq!(record.status, "pending");
@@ -322,7 +336,7 @@ pub async fn enrolment_refusals(backend: Backend) {
     }
     assert!(throttled, "repeated wrong answers are slowed down");
     // Expired.
-    let fresh = f.provider.recover(OFFICER, &id, false).await.unwrap();
+    let fresh = f.recover(&id, false).await;
     f.clock.advance(86_400 + 1);
     let r = f
         .provider
@@ -441,4 +455,83 @@ pub async fn identity_document_only_to_registered_clients(backend: Backend) {
         .unwrap();
     let info = f.provider.userinfo(t.access_token).await.unwrap();
     assert_eq!(info["identity_document_number"], "A1234567");
+}
+
+/// Recovery needs two officers: the request changes nothing, its own officer cannot approve
+/// it, a second one can, once, within a day; both are in the audit log (issue 17).
+pub async fn recovery_takes_two_officers(backend: Backend) {
+    let f = fixture(backend).await;
+    let (id, code) = f
+        .provider
+        .enrol(OFFICER, registration("A123456(7)"))
+        .await
+        .unwrap();
+    let session = f.wong_session(code.expose()).await;
+    let request = f
+        .provider
+        .request_recovery(OFFICER, &id, false)
+        .await
+        .unwrap();
+    assert!(
+        f.provider
+            .session(Some(session.clone()))
+            .await
+            .unwrap()
+            .is_some(),
+        "asking changes nothing"
+    );
+    let own = f.provider.approve_recovery(OFFICER, &request).await;
+    assert!(
+        matches!(&own, Err(Error::InvalidRequest(m)) if m.contains("different officer")),
+        "{own:?}"
+    );
+    assert!(f
+        .provider
+        .session(Some(session.clone()))
+        .await
+        .unwrap()
+        .is_some());
+    let recovery = f
+        .provider
+        .approve_recovery(SECOND_OFFICER, &request)
+        .await
+        .unwrap();
+    assert!(f.provider.session(Some(session)).await.unwrap().is_none());
+    assert!(
+        matches!(
+            f.provider
+                .approve_recovery("registration-office/officer-3", &request)
+                .await,
+            Err(Error::InvalidRequest(_))
+        ),
+        "approved once"
+    );
+    f.wong_session(recovery.expose()).await;
+    // A request nobody approves within a day lapses.
+    let late = f
+        .provider
+        .request_recovery(OFFICER, &id, false)
+        .await
+        .unwrap();
+    f.clock.advance(86_401);
+    assert!(matches!(
+        f.provider.approve_recovery(SECOND_OFFICER, &late).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        f.provider
+            .approve_recovery(SECOND_OFFICER, "no-such-request")
+            .await,
+        Err(Error::NotFound)
+    ));
+    let entries = f.audit_entries();
+    assert!(entries
+        .iter()
+        .any(|e| e.contains("event=citizen.recovery.requested")
+            && e.contains(&format!("client={OFFICER}\n"))));
+    assert!(entries
+        .iter()
+        .any(|e| e.contains("event=citizen.recovery\n")
+            && e.contains(&format!("client={SECOND_OFFICER}\n"))
+            && e.contains(&format!("requested-by:{OFFICER}"))));
 }

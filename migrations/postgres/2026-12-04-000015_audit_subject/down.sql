@@ -1,0 +1,2 @@
+DROP INDEX audit_entries_subject;
+ALTER TABLE audit_entries DROP COLUMN subject;
