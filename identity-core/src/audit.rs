@@ -1087,9 +1087,11 @@ fn writer_loop(
                 }
                 Err(e) => health.failed(&e),
             },
-            // Only a commit that touched the tree says it can be appended to.
-            Ok(w) if w.moved + w.appended > 0 => health.succeeded(),
-            Ok(_) => {}
+            // Any commit that went through ends a failure of the writer (a database that
+            // came back); a damaged tree is still seen by `unappendable`'s own check of its
+            // peaks. Waiting for an append instead would keep a replica unready for good:
+            // unready, it gets no traffic, so nothing would ever be appended.
+            Ok(_) => health.succeeded(),
             // Staged events wait in the outbox for the next try.
             Err(e) => health.failed(&e),
         }

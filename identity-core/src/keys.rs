@@ -320,6 +320,8 @@ impl KeyStore {
             let newest: Option<i64> = self.db.with(|conn| {
                 Ok(signing_keys::table
                     .filter(signing_keys::alg.eq(alg.as_str()))
+                    // A revoked key is not one that keeps the algorithm fresh.
+                    .filter(signing_keys::revoked_at.is_null())
                     .select(diesel::dsl::max(signing_keys::created_at))
                     .get_result::<Option<i64>>(conn)?)
             })?;

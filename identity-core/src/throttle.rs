@@ -153,9 +153,31 @@ impl ThrottleConfig {
     /// window), or refuses it: for work anyone may start without an account, such as a
     /// passkey ceremony, which writes a row.
     pub fn count_address(&self, conn: &mut DbConnection, address: &str, now: i64) -> Result<()> {
+        self.count_in_window(conn, address, now, self.per_address_limit)
+    }
+
+    /// Passkey ceremonies begun without a session from one address: every login page
+    /// begins one (for autofill), so the limit is ten times that of failed logins, or an
+    /// office behind one NAT address would lose passkey login at its hundredth page view.
+    pub fn count_ceremony(&self, conn: &mut DbConnection, address: &str, now: i64) -> Result<()> {
+        self.count_in_window(
+            conn,
+            address,
+            now,
+            self.per_address_limit.saturating_mul(10),
+        )
+    }
+
+    fn count_in_window(
+        &self,
+        conn: &mut DbConnection,
+        address: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<()> {
         let r = load_or_create(conn, address, now)?;
         let fresh_window = now - r.window_start >= self.per_address_window;
-        if !fresh_window && r.failures >= self.per_address_limit {
+        if !fresh_window && r.failures >= limit {
             return Err(Error::Throttled {
                 retry_after: (r.window_start + self.per_address_window - now) as u64,
             });

@@ -234,12 +234,16 @@ enum UserCommand {
     },
 }
 
-/// Who the audit log names for changes made on the command line.
+/// Who the audit log names for changes made on the command line: the operating system
+/// account that runs the command (by user id, which the caller cannot choose as it can
+/// `USER`), so that a second approval needs a second account.
 fn cli_officer() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let name = std::env::var("USER").unwrap_or_default();
+    format!("cli:uid-{uid}/{name}")
 }
 
 #[derive(Subcommand)]

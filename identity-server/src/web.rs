@@ -151,12 +151,22 @@ pub(crate) fn html_response(status: StatusCode, body: String) -> HttpResponse {
 pub(crate) fn allow_forms_to(mut resp: HttpResponse, uris: &[&str]) -> HttpResponse {
     let mut csp = crate::server::CSP.to_owned();
     for uri in uris {
-        if let Ok(u) = url::Url::parse(uri) {
-            let origin = u.origin().ascii_serialization();
-            if origin != "null" {
-                csp.push(' ');
-                csp.push_str(&origin);
-            }
+        let Ok(u) = url::Url::parse(uri) else {
+            continue;
+        };
+        // Only a plain host: the URL parser lets `*`, `;` and `,` into a domain, which in
+        // a CSP would widen the list (`https://*`) or start another directive.
+        let plain = match u.host() {
+            Some(url::Host::Domain(d)) => d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+            Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
+            None => false,
+        };
+        let origin = u.origin().ascii_serialization();
+        if plain && matches!(u.scheme(), "https" | "http") && origin != "null" {
+            csp.push(' ');
+            csp.push_str(&origin);
         }
     }
     if let Ok(v) = HeaderValue::from_str(&csp) {
@@ -1620,7 +1630,46 @@ async fn home() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_address, form_decode, forwarded_for, same_origin_path, x_forwarded_for};
+    use super::{
+        allow_forms_to, client_address, form_decode, forwarded_for, same_origin_path,
+        x_forwarded_for,
+    };
+
+    /// Only plain origins join `form-action`: what the URL parser lets into a host (`*`,
+    /// `;`, `,`) would widen the list or start another directive.
+    #[test]
+    fn form_targets_are_plain_origins() {
+        let resp = allow_forms_to(
+            actix_web::HttpResponse::Ok().finish(),
+            &[
+                "https://*",
+                "https://x;sandbox",
+                "https://a,b.example/",
+                "javascript:alert(1)",
+                "https://eservice.example:8443/cb?x=1",
+                "http://127.0.0.1:8081/",
+            ],
+        );
+        let csp = resp
+            .headers()
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let form_action = csp
+            .split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix("form-action "))
+            .unwrap();
+        assert_eq!(
+            form_action,
+            "'self' https://eservice.example:8443 http://127.0.0.1:8081"
+        );
+        assert_eq!(
+            csp.matches(';').count(),
+            crate::server::CSP.matches(';').count()
+        );
+    }
 
     #[test]
     fn basic_credentials_are_form_decoded_whole() {

@@ -206,21 +206,49 @@ async fn enrolment_path(backend: Backend) {
         "no code before the approval"
     );
     let approval = server.url(asked["approval"].as_str().unwrap());
-    let approve = |officer: &'static str| {
-        let (approval, office) = (approval.clone(), office.clone());
+    let approve = |token: String, officer: &'static str| {
+        let approval = approval.clone();
         async move {
             http()
                 .post(approval)
-                .bearer_auth(office)
+                .bearer_auth(token)
                 .header("officer", officer)
                 .send()
                 .await
                 .unwrap()
         }
     };
-    let own = approve("officer-1").await;
-    assert_eq!(own.status(), 400);
-    let r: Value = approve("officer-2").await.json().await.unwrap();
+    // Through the same credential, no officer it names can approve: only its word.
+    for officer in ["officer-1", "officer-2"] {
+        assert_eq!(approve(office.clone(), officer).await.status(), 400);
+    }
+    // A second officer has a credential of their own (another registration client).
+    let out = server.cli(&[
+        "client",
+        "add",
+        "--name",
+        "Counter 2",
+        "--department",
+        "Immigration Department",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--scopes",
+        "registration",
+    ]);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_owned()
+    };
+    let second = client_token(
+        &server,
+        &field("client_id: "),
+        &field("client_secret: "),
+        "registration",
+    )
+    .await;
+    let r: Value = approve(second, "officer-2").await.json().await.unwrap();
     let recovery = r["activation"]["url"].as_str().unwrap().to_owned();
     let r = post_activation(&browser(), &server, &recovery, "1990-05-17").await;
     assert_eq!(r.status(), 303);

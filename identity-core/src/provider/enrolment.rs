@@ -14,6 +14,14 @@ use super::{blocking, Provider, SessionToken, REGISTRATION_FRESHNESS};
 
 /// How long a recovery request waits for a second officer's approval.
 const RECOVERY_WAITS: i64 = 86_400;
+
+/// The authenticated part of an officer identity `client/officer`: the client (or the
+/// command line's operator account); what follows the `/` is the officer that client names.
+fn credential_of(officer: &str) -> &str {
+    officer
+        .split_once('/')
+        .map_or(officer, |(client, _)| client)
+}
 use crate::audit::{Entry, Event, Outcome as Audited};
 use crate::crypto::{random_id, random_token, token_hash};
 use crate::error::{Error, Result};
@@ -574,9 +582,13 @@ impl Provider {
                 if approved.is_some() || expires_at <= now {
                     return Err(bad("this recovery request was already decided or has expired; ask again"));
                 }
-                if requested_by == officer {
+                // The officer a system names is only its word; the credential is what was
+                // proven. So the approval must come through another credential (another
+                // registration client, or another operator account on the command line),
+                // not merely name another officer.
+                if credential_of(&requested_by) == credential_of(&officer) {
                     return Err(bad(
-                        "a recovery is approved by a different officer from the one who asked for it",
+                        "a recovery is approved by a different officer, with a credential of their own, from the one who asked for it",
                     ));
                 }
                 // Claiming the request is the single-use check.

@@ -436,7 +436,7 @@ impl Provider {
                 this.inner
                     .config
                     .throttle
-                    .count_address(conn, &address, now)
+                    .count_ceremony(conn, &address, now)
             })?;
             this.inner.db.tx(|conn| {
                 let username = username
@@ -462,7 +462,16 @@ impl Provider {
                         .map_err(Error::internal)?;
                     let state: &PasskeyAuthentication = &state;
                     let state = serde_json::to_string(state).map_err(internal_json)?;
-                    let options = serde_json::to_value(&rcr).map_err(internal_json)?;
+                    let mut options = serde_json::to_value(&rcr).map_err(internal_json)?;
+                    // Without transports, as the stand-in has none: their presence would
+                    // tell a real credential from it.
+                    if let Some(list) = options["publicKey"]["allowCredentials"].as_array_mut() {
+                        for c in list {
+                            if let Some(c) = c.as_object_mut() {
+                                c.remove("transports");
+                            }
+                        }
+                    }
                     return this.store_ceremony(conn, Purpose::Login, Some(c), state, options);
                 }
                 let (rcr, state) = this
@@ -474,9 +483,10 @@ impl Provider {
                 let mut options = serde_json::to_value(&rcr).map_err(internal_json)?;
                 if let Some(u) = &username {
                     // Shaped as a named-credential ceremony is (no autofill mediation, no
-                    // extensions). No authenticator holds the stand-in, so nothing can
-                    // answer; the state stays discoverable, which would check any answer's
-                    // user handle all the same.
+                    // extensions). No authenticator holds the stand-in, and the ceremony is
+                    // stored as a username-first one naming no citizen, so every answer is
+                    // refused: answered with the asker's own passkey it must not log them in,
+                    // or its success would tell that the username has no passkey.
                     if let Some(o) = options.as_object_mut() {
                         o.remove("mediation");
                     }
@@ -490,6 +500,7 @@ impl Provider {
                             }]),
                         );
                     }
+                    return this.store_ceremony(conn, Purpose::Login, None, state, options);
                 }
                 this.store_ceremony(conn, Purpose::Discover, None, state, options)
             })
