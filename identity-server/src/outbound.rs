@@ -55,14 +55,20 @@ fn internal_v4(ip: Ipv4Addr) -> bool {
 }
 
 /// The IPv4 address an IPv6 address carries: mapped `::ffff:a.b.c.d`, the old compatible
-/// `::a.b.c.d`, and the NAT64 prefix `64:ff9b::/96`.
+/// `::a.b.c.d`, the NAT64 prefixes `64:ff9b::/96` and the local-use `64:ff9b:1::/48` (RFC
+/// 8215; the address in the last 32 bits, as operators deploy it), 6to4 `2002:a.b.c.d::/48`,
+/// and Teredo `2001:0::/32` (the client's address, inverted, in the last 32 bits).
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let tail = v4(s[6], s[7]);
     match s {
         [0, 0, 0, 0, 0, 0xffff, ..] => Some(tail),
         [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(tail),
         [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(tail),
+        [0x64, 0xff9b, 1, ..] => Some(tail),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        [0x2001, 0, ..] => Some(v4(!s[6], !s[7])),
         _ => None,
     }
 }
@@ -207,6 +213,11 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            // Teredo for 192.168.0.1: the client address inverted in the last 32 bits.
+            "2001:0:4136:e378:8000:63bf:3f57:fffe",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
@@ -218,6 +229,7 @@ mod tests {
             "2001:db8::1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "2002:808:808::1",
         ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
