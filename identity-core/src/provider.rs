@@ -924,6 +924,42 @@ impl Provider {
         })
     }
 
+    /// Replaces where a client's signing requests may send the citizen back and POST their
+    /// outcome (for clients registered before these were required, and for changes), each
+    /// URI checked as a redirect URI is. Audited.
+    pub async fn set_signing_uris(
+        &self,
+        id: &str,
+        return_uris: Vec<String>,
+        callback_uris: Vec<String>,
+    ) -> Result<()> {
+        for uri in return_uris.iter().chain(&callback_uris) {
+            check_redirect_uri(uri)?;
+        }
+        let id = id.to_owned();
+        self.run(move |this, ev| {
+            this.audited_tx(ev, |conn, ev| {
+                let n = diesel::update(clients::table.find(&id))
+                    .set((
+                        clients::signing_return_uris.eq(stored_uri_list(&return_uris)),
+                        clients::signing_callback_uris.eq(stored_uri_list(&callback_uris)),
+                    ))
+                    .execute(conn)?;
+                if n == 0 {
+                    return Err(Error::NotFound);
+                }
+                this.inner.client_cache.forget(&id);
+                ev.push(
+                    Event::new("client.updated", Audited::Success)
+                        .client(&id)
+                        .detail("signing-uris"),
+                );
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// Removes a client and, by cascade, its codes, grants and consents.
     pub async fn remove_client(&self, id: &str) -> Result<()> {
         let id = id.to_owned();

@@ -137,6 +137,18 @@ enum ClientCommand {
         #[arg(long = "signing-callback-uri")]
         signing_callback_uris: Vec<String>,
     },
+    /// Replace where an e-service's signing requests may return the citizen and POST their
+    /// outcome (each list replaced whole; give none to clear it).
+    SigningUris {
+        /// Client id.
+        id: String,
+        /// A return URI (repeat for several).
+        #[arg(long = "signing-return-uri")]
+        return_uris: Vec<String>,
+        /// A callback URI (repeat for several).
+        #[arg(long = "signing-callback-uri")]
+        callback_uris: Vec<String>,
+    },
     /// List registered e-services.
     List,
     /// Remove an e-service and everything issued to it.
@@ -476,6 +488,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                             c.redirect_uris.join(",")
                         );
                     }
+                }
+                ClientCommand::SigningUris {
+                    id,
+                    return_uris,
+                    callback_uris,
+                } => {
+                    provider
+                        .set_signing_uris(&id, return_uris, callback_uris)
+                        .await
+                        .map_err(|e| format!("client {id}: {e}"))?;
+                    println!("signing URIs of {id} replaced");
                 }
                 ClientCommand::Remove { id } => {
                     provider

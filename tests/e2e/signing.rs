@@ -109,7 +109,7 @@ async fn signing_api_refusals() {
     // return_uri passes its check and meets this one.)
     let mut registered = good.clone();
     registered["return_uri"] = json!("http://localhost:8081/");
-    for body in [good.clone(), registered] {
+    for body in [good.clone(), registered.clone()] {
         let (status, v) = ask(body, Some(token.clone())).await;
         assert_eq!(status, 400);
         assert!(
@@ -120,6 +120,36 @@ async fn signing_api_refusals() {
             "{v}"
         );
     }
+    // An operator replaces the registered URIs (a client registered before they were
+    // required): the new one passes, the old one no longer does.
+    server.cli(&[
+        "client",
+        "signing-uris",
+        "demo-eservice",
+        "--signing-return-uri",
+        "https://eservice.example/back",
+    ]);
+    let mut moved = good.clone();
+    moved["return_uri"] = json!("https://eservice.example/back");
+    let (_, v) = ask(moved, Some(token.clone())).await;
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("no passkey"),
+        "{v}"
+    );
+    let (status, v) = ask(registered, Some(token.clone())).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not registered"),
+        "{v}"
+    );
+    let out = server.cli_output(&["client", "signing-uris", "no-such-client"]);
+    assert!(!out.status.success());
 
     // Results and pages of requests that do not exist.
     let r = http()

@@ -303,6 +303,43 @@ pub async fn signing_refusals(backend: Backend) {
         }
     }
     assert_eq!(pending(&s), before);
+    // The lists replaced by an operator: the new URI passes, the old ones no longer do.
+    s.f.provider
+        .set_signing_uris(
+            "eservice",
+            vec!["https://eservice.example/new".into()],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut moved = s.ask(&digest);
+    moved.return_uri = Some("https://eservice.example/new".into());
+    moved.callback_uri = None;
+    assert!(create(&s, moved).await.is_ok());
+    assert!(matches!(
+        create(&s, s.ask(&digest)).await,
+        Err(Error::InvalidRequest(m)) if m.contains("not registered")
+    ));
+    assert!(matches!(
+        s.f.provider
+            .set_signing_uris("eservice", vec!["javascript:alert(1)".into()], vec![])
+            .await,
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        s.f.provider
+            .set_signing_uris("nobody", vec![], vec![])
+            .await,
+        Err(Error::NotFound)
+    ));
+    s.f.provider
+        .set_signing_uris(
+            "eservice",
+            vec![REDIRECT.into()],
+            vec!["https://eservice.example/signed".into()],
+        )
+        .await
+        .unwrap();
 
     // Another client cannot see the result.
     let r1 = create(&s, s.ask(&digest)).await.unwrap();
