@@ -410,8 +410,15 @@ impl KeyStore {
 
     /// The key of `alg` that signs now: the newest one already active and not retired.
     pub fn signer(&self, alg: SigningAlg) -> Result<Signer> {
-        active_signer(&self.keys()?, alg, self.clock.now())
-            .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))
+        signing_now(&self.keys()?, alg, self.clock.now())
+    }
+
+    /// The signers of two algorithms (a grant's access and ID tokens) from one look at the
+    /// keys: each look reads the generation stamp, which a grant should pay once.
+    pub fn signer_pair(&self, a: SigningAlg, b: SigningAlg) -> Result<(Signer, Signer)> {
+        let keys = self.keys()?;
+        let now = self.clock.now();
+        Ok((signing_now(&keys, a, now)?, signing_now(&keys, b, now)?))
     }
 
     /// Like [`KeyStore::signer`] from memory alone, for a caller that holds the
@@ -538,6 +545,12 @@ impl Signer {
         header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(Error::internal)
     }
+}
+
+/// [`active_signer`], or the internal error of a store with no key for `alg`.
+fn signing_now(keys: &[LoadedKey], alg: SigningAlg, now: i64) -> Result<Signer> {
+    active_signer(keys, alg, now)
+        .ok_or_else(|| Error::internal(format!("no active {} key", alg.as_str())))
 }
 
 /// The key of `alg` that signs at `now`: the newest one already active and not retired.

@@ -2510,10 +2510,11 @@ impl Provider {
     /// The keys a client's tokens are signed with, loaded before any transaction so that
     /// signing never waits for a second pooled connection while holding one.
     fn signers(&self, client: &Client) -> Result<Signers> {
-        Ok(Signers {
-            access: self.inner.keys.signer(SigningAlg::Es256)?,
-            id: self.inner.keys.signer(client.id_token_alg)?,
-        })
+        let (access, id) = self
+            .inner
+            .keys
+            .signer_pair(SigningAlg::Es256, client.id_token_alg)?;
+        Ok(Signers { access, id })
     }
 
     fn issue_tokens(

@@ -170,10 +170,7 @@ async fn approval_page(
         ),
     );
     // Approving or rejecting leads back to the return_uri, registered for the client.
-    Ok(crate::web::allow_forms_to(
-        page,
-        &v.return_uri.as_deref().into_iter().collect::<Vec<_>>(),
-    ))
+    Ok(crate::web::allow_forms_to(page, v.return_uri.as_deref()))
 }
 
 async fn start(

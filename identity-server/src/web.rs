@@ -148,7 +148,10 @@ pub(crate) fn html_response(status: StatusCode, body: String) -> HttpResponse {
 /// return or logout URIs): its CSP's `form-action` allows their origins besides `'self'`,
 /// since browsers apply `form-action` to the redirects after a form's submission. Origins,
 /// not the URIs, because a source expression cannot carry every character a path can.
-pub(crate) fn allow_forms_to(mut resp: HttpResponse, uris: &[&str]) -> HttpResponse {
+pub(crate) fn allow_forms_to<'a>(
+    mut resp: HttpResponse,
+    uris: impl IntoIterator<Item = &'a str>,
+) -> HttpResponse {
     let mut csp = crate::server::CSP.to_owned();
     for uri in uris {
         let Ok(u) = url::Url::parse(uri) else {
@@ -564,7 +567,7 @@ fn render_interaction(
                     },
                 ),
             );
-            allow_forms_to(page, &[&redirect_uri])
+            allow_forms_to(page, [redirect_uri.as_str()])
         }
         Interaction::Consent {
             client_name,
@@ -588,7 +591,7 @@ fn render_interaction(
                     &scopes,
                 ),
             );
-            allow_forms_to(page, &[&redirect_uri])
+            allow_forms_to(page, [redirect_uri.as_str()])
         }
     }
 }
@@ -630,7 +633,7 @@ fn login_failure_page(at: &LoginAgain<'_>, e: Error) -> Result<HttpResponse, Pag
     );
     let mut resp = html_response(crate::errors::status_of(&e), body);
     if let Some(uri) = at.redirect_uri {
-        resp = allow_forms_to(resp, &[uri]);
+        resp = allow_forms_to(resp, [uri]);
     }
     if let Some(s) = crate::errors::retry_after(&e) {
         resp.headers_mut()
@@ -1526,10 +1529,7 @@ fn ended(
             // The confirmation may lead to the post-logout URI, if the core finds it
             // registered; allowing its origin here decides nothing about that.
             let back = p.get("post_logout_redirect_uri");
-            Ok(allow_forms_to(
-                page,
-                &back.as_deref().into_iter().collect::<Vec<_>>(),
-            ))
+            Ok(allow_forms_to(page, back.as_deref()))
         }
     }
 }
@@ -1641,7 +1641,7 @@ mod tests {
     fn form_targets_are_plain_origins() {
         let resp = allow_forms_to(
             actix_web::HttpResponse::Ok().finish(),
-            &[
+            [
                 "https://*",
                 "https://x;sandbox",
                 "https://a,b.example/",

@@ -65,11 +65,8 @@ async fn example_eservice_logs_in_signs_and_logs_out() {
     // The login button: a pushed request, the identity service's pages, back with a code.
     let r = b.get(at("/login")).send().await.unwrap();
     let visit = |r: &reqwest::Response| -> String {
-        let c = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
+        let c = set_cookies(r)
+            .into_iter()
             .find(|c| c.starts_with("__Host-visit="))
             .expect("a __Host-visit cookie");
         assert!(c.split("; ").any(|a| a == "Secure"), "{c}");

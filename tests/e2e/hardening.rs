@@ -426,13 +426,6 @@ async fn outbound_requests_refuse_internal_addresses() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cookies_are_host_prefixed() {
     let server = Server::start(Backend::Sqlite, &[]).await;
-    let set_cookies = |r: &reqwest::Response| -> Vec<String> {
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    };
     let check = |cookies: &[String]| {
         assert!(!cookies.is_empty());
         for c in cookies {

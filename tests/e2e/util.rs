@@ -445,6 +445,15 @@ pub fn auth_url(server: &Server, challenge: &str, extra: &[(&str, &str)]) -> Str
     u.to_string()
 }
 
+/// Every `Set-Cookie` header of a response, as sent.
+pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Exchanges a code with the demo client's secret; returns status and JSON.
 pub async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, serde_json::Value) {
     let r = http()

@@ -667,24 +667,28 @@ pub async fn consent_rechecks_the_login(backend: Backend) {
         })
         .unwrap()
     };
+    // The consent page of a request, shown to the passkey session.
+    let consent_page = |ask: AuthorizeInput| {
+        let (provider, strong) = (&f.provider, strong.clone());
+        async move {
+            let Step::Interact(id) = provider.authorize(ask, Some(strong.clone())).await.unwrap()
+            else {
+                panic!("consent is asked first")
+            };
+            assert!(matches!(
+                provider
+                    .interaction(id.clone(), Some(strong))
+                    .await
+                    .unwrap(),
+                Interaction::Consent { .. }
+            ));
+            id
+        }
+    };
     // acr_values: the page was shown to a passkey session; a password session answers.
     let mut ask = request("eservice");
     ask.acr_values = Some(ACR_PASSKEY.into());
-    let Step::Interact(id) = f
-        .provider
-        .authorize(ask, Some(strong.clone()))
-        .await
-        .unwrap()
-    else {
-        panic!("consent is asked first")
-    };
-    assert!(matches!(
-        f.provider
-            .interaction(id.clone(), Some(strong.clone()))
-            .await
-            .unwrap(),
-        Interaction::Consent { .. }
-    ));
+    let id = consent_page(ask).await;
     let before = codes();
     let r = f
         .provider
@@ -699,21 +703,7 @@ pub async fn consent_rechecks_the_login(backend: Backend) {
     let mut ask = request("eservice");
     ask.scope = Some("openid phone".into());
     ask.max_age = Some("60".into());
-    let Step::Interact(id) = f
-        .provider
-        .authorize(ask, Some(strong.clone()))
-        .await
-        .unwrap()
-    else {
-        panic!("consent is asked first")
-    };
-    assert!(matches!(
-        f.provider
-            .interaction(id.clone(), Some(strong.clone()))
-            .await
-            .unwrap(),
-        Interaction::Consent { .. }
-    ));
+    let id = consent_page(ask).await;
     f.clock.advance(61);
     let r = f
         .provider
