@@ -13,6 +13,8 @@ use base64::Engine;
 use identity_sdk::audit::{
     leaf_hash, verify_consistency, verify_inclusion, Checkpoint, Hash, TreeBuilder, VerifierKey,
 };
+use identity_sdk::login::ClientKey;
+use identity_sdk::service::ServiceClient;
 use std::fmt;
 use std::path::Path;
 
@@ -37,16 +39,15 @@ fn b64(h: &Hash) -> String {
 }
 
 /// How the auditor authenticates for entries and proofs.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Credential {
-    /// An access token with the `audit` scope.
-    Token(String),
-    /// A client with the `audit` scope, for `client_credentials`.
+    /// An auditor client registered with the `audit` scope and its `private_key_jwt` key:
+    /// each token is fetched by client credentials and bound to a DPoP key of this run.
     Client {
         /// Client id.
         id: String,
-        /// Client secret.
-        secret: String,
+        /// The client's private key (its public half is registered with the service).
+        key: Box<ClientKey>,
     },
     /// None: only the public checkpoint can be checked.
     None,
@@ -57,7 +58,7 @@ pub struct Auditor {
     http: reqwest::Client,
     base: String,
     key: VerifierKey,
-    token: Option<String>,
+    client: Option<ServiceClient>,
 }
 
 /// What a successful run found.
@@ -84,47 +85,39 @@ impl Auditor {
             .build()
             .map_err(|e| Failure(format!("cannot build an HTTP client: {e}")))?;
         let base = base.trim_end_matches('/').to_owned();
-        let token = match credential {
-            Credential::Token(t) => Some(t),
+        let client = match credential {
             Credential::None => None,
-            Credential::Client { id, secret } => {
-                let r = http
-                    .post(format!("{base}/token"))
-                    .basic_auth(&id, Some(&secret))
-                    .form(&[("grant_type", "client_credentials"), ("scope", "audit")])
-                    .send()
+            Credential::Client { id, key } => {
+                let refused = |e| Failure(format!("the auditor credential: {e}"));
+                let client = ServiceClient::connect(&base, &id, *key, "audit")
                     .await
-                    .map_err(|e| Failure(format!("cannot reach {base}: {e}")))?;
-                if !r.status().is_success() {
-                    return fail(format!(
-                        "the auditor credential was refused ({})",
-                        r.status()
-                    ));
-                }
-                let body: serde_json::Value = r
-                    .json()
-                    .await
-                    .map_err(|e| Failure(format!("bad token response: {e}")))?;
-                Some(body["access_token"].as_str().unwrap_or_default().to_owned())
+                    .map_err(refused)?;
+                client.authenticate().await.map_err(refused)?;
+                Some(client)
             }
         };
         Ok(Auditor {
             http,
             base,
             key,
-            token,
+            client,
         })
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, Failure> {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let r = req
-            .send()
-            .await
-            .map_err(|e| Failure(format!("cannot reach {}: {e}", self.base)))?;
+        let url = format!("{}{path}", self.base);
+        let r = match &self.client {
+            Some(c) => c
+                .send(c.get(&url))
+                .await
+                .map_err(|e| Failure(format!("{path}: {e}")))?,
+            None => self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| Failure(format!("cannot reach {}: {e}", self.base)))?,
+        };
         if !r.status().is_success() {
             return fail(format!("{path}: the server answered {}", r.status()));
         }

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use identity_audit::{Auditor, Credential};
 use identity_sdk::audit::VerifierKey;
+use identity_sdk::login::ClientKey;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,13 +16,14 @@ struct Cli {
     url: String,
     /// The pinned verifier key (`name+id+key`), obtained out of band.
     #[arg(long, env = "IDENTITY_AUDIT_KEY")]
-    key: String,
+    key: Option<String>,
     /// Auditor client id (client_credentials with the audit scope).
     #[arg(long, env = "IDENTITY_AUDIT_CLIENT_ID")]
     client_id: Option<String>,
-    /// Auditor client secret.
-    #[arg(long, env = "IDENTITY_AUDIT_CLIENT_SECRET")]
-    client_secret: Option<String>,
+    /// The auditor client's private key, a PEM file (PKCS#8 P-256; `new-client-key` makes
+    /// one): it signs the client assertion, and every token is DPoP-bound.
+    #[arg(long, env = "IDENTITY_AUDIT_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,13 +50,56 @@ enum Command {
         #[arg(long)]
         index: u64,
     },
+    /// Make a private key for an auditor client: the PEM goes to FILE (readable by its
+    /// owner only), and the public JWKS to register (`identity-server client add --jwks`)
+    /// is printed.
+    NewClientKey {
+        /// Where to write the private key; an existing file is never overwritten.
+        file: PathBuf,
+    },
+}
+
+/// Writes a new client key to `file`, which must not exist; returns its public JWKS.
+fn new_client_key(file: &std::path::Path) -> Result<String, String> {
+    use std::io::Write;
+    let key = ClientKey::generate_named_by_thumbprint();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    out.write_all(key.to_pem().as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(key.jwks())
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
-    let key = VerifierKey::parse(&cli.key).map_err(|e| format!("--key: {e}"))?;
-    let credential = match (cli.client_id, cli.client_secret) {
-        (Some(id), Some(secret)) => Credential::Client { id, secret },
-        _ => Credential::None,
+    if let Command::NewClientKey { file } = &cli.command {
+        return new_client_key(file);
+    }
+    let key = cli
+        .key
+        .ok_or("--key: the pinned verifier key is required")?;
+    let key = VerifierKey::parse(&key).map_err(|e| format!("--key: {e}"))?;
+    let credential = match (cli.client_id, cli.client_key) {
+        (Some(id), Some(path)) => {
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| format!("--client-key: {}: {e}", path.display()))?;
+            let key = ClientKey::from_pem(&pem).map_err(|_| {
+                format!(
+                    "--client-key: {} is not a PEM P-256 private key (PKCS#8)",
+                    path.display()
+                )
+            })?;
+            Credential::Client {
+                id,
+                key: Box::new(key),
+            }
+        }
+        (None, None) => Credential::None,
+        _ => return Err("--client-id and --client-key go together".into()),
     };
     let auditor = Auditor::connect(&cli.url, key, credential)
         .await
@@ -78,6 +123,8 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(format!("OK: {}", report.summary))
         }
+        // Answered above, before connecting; kept so the match stays whole.
+        Command::NewClientKey { file } => new_client_key(&file),
         Command::Inclusion { index } => {
             let report = auditor
                 .verify_inclusion(index)
@@ -109,5 +156,35 @@ fn main() -> ExitCode {
             eprintln!("identity-audit: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_client_key_is_private_readable_and_never_overwrites() {
+        let dir = std::env::temp_dir().join(format!("identity-audit-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("auditor.pem");
+        let _ = std::fs::remove_file(&file);
+        let jwks = new_client_key(&file).unwrap();
+        let key = ClientKey::from_pem(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(key.jwks(), jwks, "the printed JWKS is the file's key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+        assert!(new_client_key(&file).is_err(), "an existing key is kept");
+        assert_eq!(
+            ClientKey::from_pem(&std::fs::read_to_string(&file).unwrap())
+                .unwrap()
+                .jwks(),
+            jwks
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -65,6 +65,12 @@ pub fn is_citizen_scope(scope: &str) -> bool {
     SUPPORTED_SCOPES.contains(&scope) && scope != "signing"
 }
 
+/// Scopes whose tokens open citizens' records (`registration`: enrol, change, recover) or
+/// the whole log (`audit`). A client registered for one authenticates with
+/// `private_key_jwt` and gets only DPoP-bound tokens: a copied secret or a token lifted
+/// from a log or a proxy opens nothing without the private keys.
+pub const KEY_BOUND_SCOPES: &[&str] = &["registration", "audit"];
+
 /// Scopes registered for a client when none are given.
 pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email phone address offline_access";
 
@@ -115,6 +121,11 @@ impl Scopes {
     /// Whether the set names this scope.
     pub fn has(&self, scope: &str) -> bool {
         self.0.contains(scope)
+    }
+
+    /// Whether the set names a scope of [`KEY_BOUND_SCOPES`].
+    pub fn needs_key_binding(&self) -> bool {
+        KEY_BOUND_SCOPES.iter().any(|s| self.has(s))
     }
 
     /// Whether every scope of `other` is in this set.

@@ -841,6 +841,15 @@ impl Provider {
                     .into(),
             ));
         }
+        if Scopes::parse(new.scopes.as_deref().unwrap_or_default()).needs_key_binding()
+            && new.jwks.is_none()
+            && new.jwks_uri.is_none()
+        {
+            return Err(Error::InvalidRequest(
+                "a registration or audit client authenticates with private_key_jwt: register its public keys (jwks)"
+                    .into(),
+            ));
+        }
         // A client with registered keys authenticates with them, never with a secret.
         let secret = (!new.public && new.jwks.is_none() && new.jwks_uri.is_none()).then(|| {
             new.secret
@@ -936,26 +945,74 @@ impl Provider {
         for uri in return_uris.iter().chain(&callback_uris) {
             check_redirect_uri(uri)?;
         }
+        self.update_client(id, "signing-uris", move |conn, id| {
+            Ok(diesel::update(clients::table.find(id))
+                .set((
+                    clients::signing_return_uris.eq(stored_uri_list(&return_uris)),
+                    clients::signing_callback_uris.eq(stored_uri_list(&callback_uris)),
+                ))
+                .execute(conn)?)
+        })
+        .await
+    }
+
+    /// One change to a registered client, `change` returning the rows it updated, and its
+    /// `client.updated` event (`what` changed) in the same transaction; `NotFound` for an
+    /// unknown id. The copy in memory is dropped (the generation stamp moves as well).
+    async fn update_client(
+        &self,
+        id: &str,
+        what: &'static str,
+        change: impl FnOnce(&mut DbConnection, &str) -> Result<usize> + Send + 'static,
+    ) -> Result<()> {
         let id = id.to_owned();
         self.run(move |this, ev| {
             this.audited_tx(ev, |conn, ev| {
-                let n = diesel::update(clients::table.find(&id))
-                    .set((
-                        clients::signing_return_uris.eq(stored_uri_list(&return_uris)),
-                        clients::signing_callback_uris.eq(stored_uri_list(&callback_uris)),
-                    ))
-                    .execute(conn)?;
-                if n == 0 {
+                if change(conn, &id)? == 0 {
                     return Err(Error::NotFound);
                 }
                 this.inner.client_cache.forget(&id);
                 ev.push(
                     Event::new("client.updated", Audited::Success)
                         .client(&id)
-                        .detail("signing-uris"),
+                        .detail(what),
                 );
                 Ok(())
             })
+        })
+        .await
+    }
+
+    /// Gives a client public keys in place of its secret (or new keys): from then on it
+    /// authenticates only with `private_key_jwt`. This is how a registration or audit
+    /// client registered with a secret, before keys were required, is moved over without
+    /// being removed. Audited.
+    pub async fn set_client_keys(
+        &self,
+        id: &str,
+        jwks: Option<String>,
+        jwks_uri: Option<String>,
+    ) -> Result<()> {
+        match (&jwks, &jwks_uri) {
+            (Some(set), None) => {
+                crate::client_auth::parse_client_jwks(set)?;
+            }
+            (None, Some(uri)) => check_redirect_uri(uri)?,
+            _ => {
+                return Err(Error::InvalidRequest(
+                    "give the keys (jwks) or where they are published (jwks_uri), one of them"
+                        .into(),
+                ))
+            }
+        }
+        self.update_client(id, "keys", move |conn, id| {
+            Ok(diesel::update(clients::table.find(id))
+                .set((
+                    clients::jwks.eq(&jwks),
+                    clients::jwks_uri.eq(&jwks_uri),
+                    clients::secret_hash.eq(None::<String>),
+                ))
+                .execute(conn)?)
         })
         .await
     }
@@ -3112,12 +3169,27 @@ impl Provider {
             // removed client, or one that lost the scope, loses access at once on every
             // replica; and a token its client revoked is refused.
             let citizen = this.inner.db.with(|conn| {
-                let registered: Option<String> = clients::table
+                let registered: Option<(String, bool)> = clients::table
                     .find(&claims.client_id)
-                    .select(clients::scopes)
+                    .select((
+                        clients::scopes,
+                        clients::jwks
+                            .is_not_null()
+                            .or(clients::jwks_uri.is_not_null()),
+                    ))
                     .get_result(conn)
                     .optional()?;
-                if !registered.is_some_and(|s| Scopes::parse(&s).has(scope)) {
+                let Some((scopes, uses_keys)) = registered else {
+                    return Err(Error::InvalidToken);
+                };
+                let scopes = Scopes::parse(&scopes);
+                if !scopes.has(scope) {
+                    return Err(Error::InvalidToken);
+                }
+                // A registration or audit token counts only bound to a key (checked above
+                // against the proof) and only while its client still proves itself by keys.
+                if Scopes::parse(scope).needs_key_binding() && !(claims.cnf.is_some() && uses_keys)
+                {
                     return Err(Error::InvalidToken);
                 }
                 let Some(fid) = &claims.fid else {

@@ -48,7 +48,8 @@ both!(
     client_authentication,
     client_credentials_scopes,
     remembered_clients_follow_every_change,
-    office_and_auditor_grants_never_from_memory,
+    registration_and_audit_need_keys_and_dpop,
+    clients_moved_from_a_secret_to_keys,
     throttling_and_lockout,
     weak_hash_rehashed_at_login,
     consent_withdrawal_revokes,
@@ -645,32 +646,6 @@ async fn client_credentials_scopes(backend: Backend) {
         f.provider.token(public, cc(None)).await,
         Err(Error::UnauthorizedClient(_))
     ));
-}
-
-/// The registration office's and the auditors' client_credentials grants always read the
-/// client from the database, never the memory of it (issue 17).
-async fn office_and_auditor_grants_never_from_memory(backend: Backend) {
-    let f = fixture(backend).await;
-    for (id, scope) in [("office", "registration"), ("auditor", "audit")] {
-        let mut c = client(id, "Dept R", false);
-        c.redirect_uris = vec![];
-        c.scopes = Some(scope.into());
-        let (_, secret) = f.provider.register_client(c).await.unwrap();
-        let auth = ClientAuth::Secret {
-            id: id.into(),
-            secret: secret.unwrap(),
-        };
-        let before = f.provider.grants_from_memory();
-        for asked in [Some(scope), None, Some(scope)] {
-            let input = TokenInput {
-                grant_type: Some("client_credentials".into()),
-                scope: asked.map(Into::into),
-                ..Default::default()
-            };
-            f.provider.token(auth.clone(), input).await.unwrap();
-        }
-        assert_eq!(f.provider.grants_from_memory(), before, "{scope}");
-    }
 }
 
 async fn remembered_clients_follow_every_change(backend: Backend) {

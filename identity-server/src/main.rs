@@ -89,8 +89,9 @@ enum ClientCommand {
         /// The department that runs it (also its pairwise-subject sector by default).
         #[arg(long)]
         department: String,
-        /// Redirect URI (repeat for several); matched exactly.
-        #[arg(long = "redirect-uri", required = true)]
+        /// Redirect URI (repeat for several); matched exactly. Required unless the client
+        /// never logs citizens in (scopes without openid: an auditor, an office's system).
+        #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
         /// Client id (generated when absent).
         #[arg(long)]
@@ -148,6 +149,18 @@ enum ClientCommand {
         /// A callback URI (repeat for several).
         #[arg(long = "signing-callback-uri")]
         callback_uris: Vec<String>,
+    },
+    /// Give a client public keys in place of its secret (or new keys): it then
+    /// authenticates with private_key_jwt only. Registration and audit clients need keys.
+    Keys {
+        /// Client id.
+        id: String,
+        /// A file holding the client's public keys (a JWKS).
+        #[arg(long, conflicts_with = "jwks_uri")]
+        jwks: Option<PathBuf>,
+        /// Where the client publishes its public keys (https), instead of --jwks.
+        #[arg(long)]
+        jwks_uri: Option<String>,
     },
     /// List registered e-services.
     List,
@@ -430,13 +443,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     signing_return_uris,
                     signing_callback_uris,
                 } => {
-                    let jwks =
-                        match jwks {
-                            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
-                                format!("--jwks: cannot read {}: {e}", path.display())
-                            })?),
-                            None => None,
-                        };
+                    let jwks = read_jwks(jwks)?;
                     let (client, secret) = provider
                         .register_client(NewClient {
                             id,
@@ -499,6 +506,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                         .await
                         .map_err(|e| format!("client {id}: {e}"))?;
                     println!("signing URIs of {id} replaced");
+                }
+                ClientCommand::Keys { id, jwks, jwks_uri } => {
+                    provider
+                        .set_client_keys(&id, read_jwks(jwks)?, jwks_uri)
+                        .await
+                        .map_err(|e| format!("client {id}: {e}"))?;
+                    println!(
+                        "{id} now authenticates with private_key_jwt; its secret no longer works"
+                    );
                 }
                 ClientCommand::Remove { id } => {
                     provider
@@ -697,6 +713,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The JWKS file given to `--jwks`, read.
+fn read_jwks(path: Option<PathBuf>) -> Result<Option<String>, String> {
+    path.map(|path| {
+        std::fs::read_to_string(&path)
+            .map_err(|e| format!("--jwks: cannot read {}: {e}", path.display()))
+    })
+    .transpose()
 }
 
 fn main() -> ExitCode {

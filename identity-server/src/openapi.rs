@@ -15,7 +15,7 @@
 
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// Every OAuth and API error: RFC 6749 §5.2's `error` code and a description for people.
@@ -251,9 +251,20 @@ impl Modify for Security {
             "client_secret_basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
         );
+        // OpenAPI has no DPoP scheme, so the bound tokens are described in words.
         c.add_security_scheme(
             "access_token",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An access token by client credentials. Tokens for the registration \
+                         and audit scopes are DPoP-bound (RFC 9449): they go as \
+                         `Authorization: DPoP <token>` with a `DPoP` proof for the request's \
+                         method and URL, and are refused as bearer tokens.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

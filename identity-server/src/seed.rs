@@ -71,6 +71,8 @@ struct SeedClient {
     signing_return_uris: Vec<String>,
     #[serde(default)]
     signing_callback_uris: Vec<String>,
+    /// Public keys (a JWKS) for `private_key_jwt`, in place of a secret.
+    jwks: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +103,7 @@ pub async fn load(provider: &Provider, text: &str) -> Result<Vec<String>, String
             id_token_alg: None,
             secret: c.secret.map(ClientSecret::new),
             min_acr: c.min_acr,
-            jwks: None,
+            jwks: c.jwks,
             fapi: false,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
             backchannel_logout_uri: c.backchannel_logout_uri,

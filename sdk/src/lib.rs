@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod id_token;
 pub mod login;
+pub mod service;
 pub mod signature;
 pub mod signing;
 pub mod signing_client;
@@ -29,6 +30,43 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::fmt;
+
+/// Why the provider's discovery document could not be used.
+pub(crate) enum DiscoveryError {
+    /// The network, TLS, or a body that is not JSON.
+    Http(reqwest::Error),
+    /// A document naming another issuer (OpenID Connect Discovery §4.3).
+    OtherIssuer,
+}
+
+/// An HTTP client that follows no redirects (a token or a proof must not be carried off
+/// to wherever a `Location` points), with a timeout.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// The discovery document of `issuer` (already without its trailing `/`), which must name
+/// that issuer.
+pub(crate) async fn discovery(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<serde_json::Value, DiscoveryError> {
+    let doc: serde_json::Value = http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .map_err(DiscoveryError::Http)?
+        .json()
+        .await
+        .map_err(DiscoveryError::Http)?;
+    if doc["issuer"] != issuer {
+        return Err(DiscoveryError::OtherIssuer);
+    }
+    Ok(doc)
+}
 
 /// What can go wrong in the SDK.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -83,6 +83,8 @@ fn random(n: usize) -> String {
 /// An ES256 key pair: the e-service's `private_key_jwt` key, or a DPoP key.
 pub struct ClientKey {
     pair: EcdsaKeyPair,
+    /// The PKCS#8 document, kept to save the key ([`ClientKey::to_pem`]).
+    pkcs8: Vec<u8>,
     kid: String,
     jwk: Value,
 }
@@ -115,9 +117,42 @@ impl ClientKey {
             "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..])});
         Ok(ClientKey {
             pair,
+            pkcs8: pkcs8.to_vec(),
             kid: kid.to_owned(),
             jwk,
         })
+    }
+
+    /// A key from a PEM `PRIVATE KEY` (PKCS#8, as `openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256` writes it, or [`ClientKey::to_pem`]). Its `kid` is its
+    /// RFC 7638 thumbprint, so the file alone names the key.
+    pub fn from_pem(pem: &str) -> Result<Self, LoginError> {
+        let (label, der) =
+            pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|_| LoginError::Unexpected)?;
+        if label != "PRIVATE KEY" {
+            return Err(LoginError::Unexpected);
+        }
+        let key = Self::from_pkcs8("", &der)?;
+        let kid = key.thumbprint();
+        Ok(ClientKey { kid, ..key })
+    }
+
+    /// A new P-256 key whose `kid` is its thumbprint, as [`ClientKey::from_pem`] reads it.
+    pub fn generate_named_by_thumbprint() -> Self {
+        let key = Self::generate("");
+        let kid = key.thumbprint();
+        ClientKey { kid, ..key }
+    }
+
+    /// The key as a PEM `PRIVATE KEY` (PKCS#8), to store where only its owner can read it.
+    pub fn to_pem(&self) -> String {
+        pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &self.pkcs8)
+            .expect("a PKCS#8 document encodes as PEM")
+    }
+
+    /// The key's id, as in its JWKS.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// The public JWKS to register with the identity service.
@@ -155,7 +190,8 @@ impl ClientKey {
         format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
     }
 
-    fn assertion(&self, client_id: &str, audience: &str) -> String {
+    /// A `private_key_jwt` assertion by `client_id` for `audience`, valid for a minute.
+    pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> String {
         let now = now();
         self.sign(
             &json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"}),
@@ -164,7 +200,14 @@ impl ClientKey {
         )
     }
 
-    fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+    /// A DPoP proof (RFC 9449 §4) for `method url`, for `token` when given.
+    pub(crate) fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
         let mut claims = json!({"jti": random(24), "htm": method, "htu": url, "iat": now()});
         if let Some(t) = token {
             claims["ath"] = URL_SAFE_NO_PAD
@@ -281,23 +324,14 @@ impl LoginClient {
         credentials: Credentials,
         redirect_uri: &str,
     ) -> Result<Self, LoginError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(http_error)?;
+        let http = crate::http_client(Duration::from_secs(10)).map_err(http_error)?;
         let issuer = issuer.trim_end_matches('/').to_owned();
-        let discovery: Value = http
-            .get(format!("{issuer}/.well-known/openid-configuration"))
-            .send()
+        let discovery = crate::discovery(&http, &issuer)
             .await
-            .map_err(http_error)?
-            .json()
-            .await
-            .map_err(http_error)?;
-        if discovery["issuer"] != issuer.as_str() {
-            return Err(LoginError::Unexpected);
-        }
+            .map_err(|e| match e {
+                crate::DiscoveryError::Http(e) => http_error(e),
+                crate::DiscoveryError::OtherIssuer => LoginError::Unexpected,
+            })?;
         let keys = fetch_keys(&http, &discovery, &issuer, client_id).await?;
         Ok(LoginClient {
             http,
@@ -594,6 +628,34 @@ async fn fetch_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Made by `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`; a test key.
+    const OPENSSL_P256: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQguUsYbiT1NoIt2Dp5
+NlFpIVtO+sND35yFCTK11h5vKkChRANCAASBpPnEizhuYMhk0fTp4y/4rS1JpovW
+TCejkVnvo7U25yZm18oSZ+JsMntLjT/Y20sU+EzLaCestr6PElL6i8ka
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn client_keys_round_trip_as_pem_named_by_thumbprint() {
+        let key = ClientKey::from_pem(OPENSSL_P256).unwrap();
+        assert_eq!(key.kid(), key.thumbprint());
+        assert_eq!(key.to_pem(), OPENSSL_P256);
+        let set: Value = serde_json::from_str(&key.jwks()).unwrap();
+        assert_eq!(set["keys"][0]["kid"], key.thumbprint());
+        let made = ClientKey::generate_named_by_thumbprint();
+        let again = ClientKey::from_pem(&made.to_pem()).unwrap();
+        assert_eq!((again.kid(), again.jwks()), (made.kid(), made.jwks()));
+        // An Ed25519 key, another label, and no PEM at all are refused.
+        for bad in [
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIHD09UFRKOJsV02zOEcmYYlBB41HHfqbjiaSoRdI76UF\n-----END PRIVATE KEY-----\n",
+            &OPENSSL_P256.replace("PRIVATE KEY", "EC PRIVATE KEY"),
+            "not a key",
+        ] {
+            assert!(ClientKey::from_pem(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cache_control_sets_the_keys_lifetime() {

@@ -528,11 +528,11 @@ fn drive_browser(
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's chromium (apt-get install chromium); .ci/run installs it and runs this"]
 async fn enrolment_activation_and_passkey_login_in_a_real_browser() {
-    use crate::enrolment::{citizen, client_token, enrol, OFFICE_ID, OFFICE_SECRET};
+    use crate::enrolment::{citizen, enrol, office};
     let server = Server::start(Backend::Sqlite, &[]).await;
     let callback = callback_server();
     let secret = register_rp(&server, &callback);
-    let office = client_token(&server, OFFICE_ID, OFFICE_SECRET, "registration").await;
+    let office = office(&server).await;
     let (_, link) = enrol(&server, &office, &citizen("wong", "A123456(7)")).await;
     let (verifier, challenge) = pkce();
     let mut auth = url::Url::parse(&server.url("/authorize")).unwrap();

@@ -5,10 +5,72 @@
 use identity_core::storage::Backend;
 use serde_json::{json, Value};
 
+use identity_sdk::login::ClientKey;
+use identity_sdk::service::ServiceClient;
+
 use crate::util::*;
 
 pub const OFFICE_ID: &str = "demo-registration";
-pub const OFFICE_SECRET: &str = "demo-registration-secret";
+/// The demo registration office's private key, published with the demo data.
+pub const OFFICE_KEY: &str = include_str!("../../seeds/keys/demo-registration.pem");
+/// The demo auditor's.
+pub const AUDITOR_KEY: &str = include_str!("../../seeds/keys/demo-auditor.pem");
+
+/// A back-end client of the service's APIs by `private_key_jwt` and DPoP, with its first
+/// token already fetched.
+pub async fn service(server: &Server, id: &str, key: ClientKey, scope: &str) -> ServiceClient {
+    let c = ServiceClient::connect(&server.base, id, key, scope)
+        .await
+        .unwrap();
+    c.authenticate().await.unwrap();
+    c
+}
+
+/// The demo registration office's system.
+pub async fn office(server: &Server) -> ServiceClient {
+    let key = ClientKey::from_pem(OFFICE_KEY).unwrap();
+    service(server, OFFICE_ID, key, "registration").await
+}
+
+/// Registers a registration client with the public keys `jwks` on the command line;
+/// returns its id.
+pub fn register_office(server: &Server, id: &str, jwks: &str) -> String {
+    let dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, jwks).unwrap();
+    let jwks = &file;
+    let out = server.cli(&[
+        "client",
+        "add",
+        "--id",
+        id,
+        "--name",
+        "Counter",
+        "--department",
+        "Immigration Department",
+        "--scopes",
+        "registration",
+        "--jwks",
+        jwks.to_str().unwrap(),
+    ]);
+    assert!(out.contains("private_key_jwt"), "{out}");
+    id.to_owned()
+}
+
+/// Sending a request as a back-end client: its DPoP-bound token and a proof for the
+/// request go with it.
+pub trait SendAs {
+    fn send_as(
+        self,
+        client: &ServiceClient,
+    ) -> impl std::future::Future<Output = reqwest::Response> + Send;
+}
+
+impl SendAs for reqwest::RequestBuilder {
+    async fn send_as(self, client: &ServiceClient) -> reqwest::Response {
+        client.send(self).await.unwrap()
+    }
+}
 
 /// An access token of a client by client credentials, for one scope.
 pub async fn client_token(server: &Server, id: &str, secret: &str, scope: &str) -> String {
@@ -42,15 +104,13 @@ pub fn citizen(username: &str, doc: &str) -> Value {
 }
 
 /// Enrols a citizen through the API; returns the citizen id and the activation link.
-pub async fn enrol(server: &Server, token: &str, body: &Value) -> (String, String) {
+pub async fn enrol(server: &Server, office: &ServiceClient, body: &Value) -> (String, String) {
     let r = http()
         .post(server.url("/registration/citizens"))
-        .bearer_auth(token)
         .header("officer", "officer-1")
         .json(body)
-        .send()
-        .await
-        .unwrap();
+        .send_as(office)
+        .await;
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     let link = v["activation"]["url"].as_str().unwrap().to_owned();
@@ -84,17 +144,15 @@ async fn post_activation(
 
 async fn enrolment_path(backend: Backend) {
     let server = Server::start(backend, &[]).await;
-    let office = client_token(&server, OFFICE_ID, OFFICE_SECRET, "registration").await;
+    let office = office(&server).await;
     let (id, link) = enrol(&server, &office, &citizen("wong", "A123456(7)")).await;
 
     // The officer's view: the document number masked, the account pending.
     let record: Value = http()
         .get(server.url(&format!("/registration/citizens/{id}")))
-        .bearer_auth(&office)
         .header("officer", "officer-1")
-        .send()
+        .send_as(&office)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -153,12 +211,10 @@ async fn enrolment_path(backend: Backend) {
         async move {
             http()
                 .post(server.url(&format!("/registration/citizens/{id}/status")))
-                .bearer_auth(office)
                 .header("officer", "officer-1")
                 .json(&json!({ "status": s }))
-                .send()
+                .send_as(office)
                 .await
-                .unwrap()
                 .status()
         }
     };
@@ -193,12 +249,10 @@ async fn enrolment_path(backend: Backend) {
     // then a new code; the old link stays spent.
     let r = http()
         .post(server.url(&format!("/registration/citizens/{id}/recovery")))
-        .bearer_auth(&office)
         .header("officer", "officer-1")
         .json(&json!({ "remove_passkeys": true }))
-        .send()
-        .await
-        .unwrap();
+        .send_as(&office)
+        .await;
     assert_eq!(r.status(), 202);
     let asked: Value = r.json().await.unwrap();
     assert!(
@@ -206,49 +260,22 @@ async fn enrolment_path(backend: Backend) {
         "no code before the approval"
     );
     let approval = server.url(asked["approval"].as_str().unwrap());
-    let approve = |token: String, officer: &'static str| {
-        let approval = approval.clone();
-        async move {
-            http()
-                .post(approval)
-                .bearer_auth(token)
-                .header("officer", officer)
-                .send()
-                .await
-                .unwrap()
-        }
+    let approve = |by, officer| {
+        http()
+            .post(&approval)
+            .header("officer", officer)
+            .send_as(by)
     };
     // Through the same credential, no officer it names can approve: only its word.
     for officer in ["officer-1", "officer-2"] {
-        assert_eq!(approve(office.clone(), officer).await.status(), 400);
+        assert_eq!(approve(&office, officer).await.status(), 400);
     }
-    // A second officer has a credential of their own (another registration client).
-    let out = server.cli(&[
-        "client",
-        "add",
-        "--name",
-        "Counter 2",
-        "--department",
-        "Immigration Department",
-        "--redirect-uri",
-        REDIRECT_URI,
-        "--scopes",
-        "registration",
-    ]);
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_else(|| panic!("{name} in {out}"))
-            .to_owned()
-    };
-    let second = client_token(
-        &server,
-        &field("client_id: "),
-        &field("client_secret: "),
-        "registration",
-    )
-    .await;
-    let r: Value = approve(second, "officer-2").await.json().await.unwrap();
+    // A second officer has a credential of their own (another registration client, with
+    // its own key).
+    let key = ClientKey::generate_named_by_thumbprint();
+    let second = register_office(&server, "counter-2", &key.jwks());
+    let second = service(&server, &second, key, "registration").await;
+    let r: Value = approve(&second, "officer-2").await.json().await.unwrap();
     let recovery = r["activation"]["url"].as_str().unwrap().to_owned();
     let r = post_activation(&browser(), &server, &recovery, "1990-05-17").await;
     assert_eq!(r.status(), 303);
@@ -268,32 +295,37 @@ async fn enrolment_path_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn registration_refusals() {
     let server = Server::start(Backend::Sqlite, &[]).await;
-    let office = client_token(&server, OFFICE_ID, OFFICE_SECRET, "registration").await;
+    let office = office(&server).await;
     enrol(&server, &office, &citizen("wong", "A123456(7)")).await;
-    let send = |token: Option<String>, body: Vec<u8>| {
-        let server = &server;
-        async move {
-            let mut r = http()
-                .post(server.url("/registration/citizens"))
-                .header("content-type", "application/json")
-                .body(body);
-            if let Some(t) = token {
-                r = r.bearer_auth(t).header("officer", "officer-1");
-            }
-            let r = r.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
+    let post = |body: Vec<u8>| {
+        http()
+            .post(server.url("/registration/citizens"))
+            .header("content-type", "application/json")
+            .header("officer", "officer-1")
+            .body(body)
+    };
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let send = |body: Vec<u8>| {
+        let r = post(body);
+        let office = &office;
+        async move { answer(r.send_as(office).await).await }
     };
     let body = |v: Value| serde_json::to_vec(&v).unwrap();
     // No credential, and an e-service's credential without the registration scope.
-    let (s, v) = send(None, body(citizen("x1", "B1111111"))).await;
+    let (s, v) = answer(post(body(citizen("x1", "B1111111"))).send().await.unwrap()).await;
     assert_eq!((s, v["error"].as_str()), (401, Some("invalid_token")));
     let eservice = client_token(&server, CLIENT_ID, CLIENT_SECRET, "").await;
-    let (s, _) = send(Some(eservice), body(citizen("x2", "B2222222"))).await;
-    assert_eq!(s, 403);
+    let r = post(body(citizen("x2", "B2222222")))
+        .bearer_auth(eservice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     // One account per document, however it is written.
-    let (s, v) = send(Some(office.clone()), body(citizen("other", "a 123456 (7)"))).await;
+    let (s, v) = send(body(citizen("other", "a 123456 (7)"))).await;
     assert_eq!(s, 409, "{v}");
     // Malformed input: a clear 400.
     for bad in [
@@ -316,38 +348,32 @@ async fn registration_refusals() {
             c
         }),
     ] {
-        let (s, v) = send(Some(office.clone()), bad.clone()).await;
+        let (s, v) = send(bad.clone()).await;
         assert_eq!(s, 400, "{}: {v}", String::from_utf8_lossy(&bad));
         assert_eq!(v["error"], "invalid_request");
     }
     // Unknown citizens and statuses.
     let r = http()
         .post(server.url("/registration/citizens/nobody/status"))
-        .bearer_auth(&office)
         .header("officer", "officer-1")
         .json(&json!({"status": "deleted"}))
-        .send()
-        .await
-        .unwrap();
+        .send_as(&office)
+        .await;
     assert_eq!(r.status(), 400);
     let r = http()
         .get(server.url("/registration/citizens/nobody"))
-        .bearer_auth(&office)
         .header("officer", "officer-1")
-        .send()
-        .await
-        .unwrap();
+        .send_as(&office)
+        .await;
     assert_eq!(r.status(), 404);
     // Every call names the officer at the counter (issue 17).
     let long = "x".repeat(65);
     for officer in [None, Some(""), Some("two words"), Some(long.as_str())] {
-        let mut r = http()
-            .get(server.url("/registration/citizens/nobody"))
-            .bearer_auth(&office);
+        let mut r = http().get(server.url("/registration/citizens/nobody"));
         if let Some(o) = &officer {
             r = r.header("officer", *o);
         }
-        let r = r.send().await.unwrap();
+        let r = r.send_as(&office).await;
         assert_eq!(r.status(), 400, "{officer:?}");
         let v: Value = r.json().await.unwrap();
         assert!(
@@ -360,4 +386,130 @@ async fn registration_refusals() {
     let r = post_activation(&browser(), &server, &link, "1990-05-17").await;
     assert_eq!(r.status(), 400);
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Registration and audit clients over HTTP: no secret, an assertion and a DPoP proof for
+/// every token, and the token counts only with a proof; `client keys` moves a client from
+/// its secret to keys (issue 17).
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_clients_need_keys_and_dpop() {
+    use crate::fapi::Key;
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let token = server.url("/token");
+    // The demo office has no secret to guess.
+    let r = http()
+        .post(&token)
+        .basic_auth(OFFICE_ID, Some("demo-registration-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "registration"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Neither registration nor audit clients are registered with a secret.
+    for scope in ["registration", "audit"] {
+        let out = server.cli_output(&[
+            "client",
+            "add",
+            "--name",
+            "Counter",
+            "--department",
+            "Immigration Department",
+            "--scopes",
+            scope,
+        ]);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("private_key_jwt"),
+            "{out:?}"
+        );
+    }
+
+    let key = Key::new();
+    let mut jwk = key.jwk.clone();
+    jwk["kid"] = "k1".into();
+    register_office(&server, "raw-office", &json!({ "keys": [jwk] }).to_string());
+    let ask = |proof: Option<String>| {
+        let mut r = http().post(&token).form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "registration"),
+            ("client_id", "raw-office"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            (
+                "client_assertion",
+                &key.assertion("raw-office", &server.base),
+            ),
+        ]);
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = ask(None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{v}"
+    );
+    let dpop = Key::new();
+    let (s, v) = ask(Some(dpop.proof("POST", &token, None))).await;
+    assert_eq!((s, v["token_type"].as_str()), (200, Some("DPoP")), "{v}");
+    let at = v["access_token"].as_str().unwrap();
+    let api = server.url("/registration/citizens/nobody");
+    let call = |scheme: &str, proof: Option<String>| {
+        let mut r = http()
+            .get(&api)
+            .header("officer", "officer-1")
+            .header("authorization", format!("{scheme} {at}"));
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    // As a bearer token (copied out of a log), or with another key's proof: refused.
+    assert_eq!(call("Bearer", None).await, 401);
+    assert_eq!(
+        call("DPoP", Some(Key::new().proof("GET", &api, Some(at)))).await,
+        401
+    );
+    assert_eq!(
+        call("DPoP", Some(dpop.proof("GET", &api, Some(at)))).await,
+        404
+    );
+
+    // `client keys`: the demo e-service moves from its secret to a key.
+    let eservice = ClientKey::generate_named_by_thumbprint();
+    let dir = identity_core::storage::testing::tempfile_guard::Dir::new();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, eservice.jwks()).unwrap();
+    let out = server.cli(&[
+        "client",
+        "keys",
+        CLIENT_ID,
+        "--jwks",
+        jwks.to_str().unwrap(),
+    ]);
+    assert!(out.contains("private_key_jwt"), "{out}");
+    let r = http()
+        .post(&token)
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the secret no longer works");
+    let c = ServiceClient::connect(&server.base, CLIENT_ID, eservice, "signing")
+        .await
+        .unwrap();
+    c.authenticate().await.unwrap();
+    let out = server.cli_output(&["client", "keys", "nobody", "--jwks", jwks.to_str().unwrap()]);
+    assert!(!out.status.success());
 }

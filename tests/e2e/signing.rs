@@ -5,8 +5,9 @@
 use identity_core::storage::Backend;
 use serde_json::{json, Value};
 
-use crate::enrolment::client_token;
+use crate::enrolment::{client_token, SendAs};
 use crate::util::*;
+use identity_sdk::login::ClientKey;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_api_refusals() {
@@ -55,8 +56,19 @@ async fn signing_api_refusals() {
     });
     // No token; a token without the signing scope.
     assert_eq!(ask(good.clone(), None).await.0, 401);
-    let auditor = client_token(&server, "demo-auditor", "demo-auditor-secret", "audit").await;
-    assert_eq!(ask(good.clone(), Some(auditor)).await.0, 403);
+    let auditor = crate::enrolment::service(
+        &server,
+        "demo-auditor",
+        ClientKey::from_pem(crate::enrolment::AUDITOR_KEY).unwrap(),
+        "audit",
+    )
+    .await;
+    let r = http()
+        .post(server.url("/signing/requests"))
+        .json(&good)
+        .send_as(&auditor)
+        .await;
+    assert_eq!(r.status(), 403);
     // Bad bodies: a clear 400 with the reason.
     for (field, value, says) in [
         ("hash_alg", json!("MD5"), "hash_alg"),

@@ -168,6 +168,21 @@ impl Provider {
             asked,
             "the scope is not registered for this client's back end",
         )?;
+        if scope.needs_key_binding() {
+            // Keys are all such a client can authenticate with, as registration requires;
+            // a client given the scope by other means (an older registration, SQL) with a
+            // secret gets nothing.
+            if !client.uses_keys() {
+                return Err(Error::UnauthorizedClient(
+                    "a registration or audit client authenticates with private_key_jwt",
+                ));
+            }
+            if jkt.is_none() {
+                return Err(Error::InvalidDpopProof(
+                    "a registration or audit token is bound to a key: send a DPoP proof".into(),
+                ));
+            }
+        }
         let now = self.inner.clock.now();
         let config = &self.inner.config;
         let claims = AccessClaims {

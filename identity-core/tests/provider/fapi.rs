@@ -700,3 +700,158 @@ pub async fn assertions_in_every_allowed_algorithm(backend: Backend) {
         assert!(r.is_ok(), "{jwt_alg:?}: {r:?}");
     }
 }
+
+/// Registration and audit clients authenticate with `private_key_jwt` and get only
+/// DPoP-bound tokens, which count only with a proof and only while the client still
+/// proves itself by keys; none of their grants comes from memory (issue 17).
+pub async fn registration_and_audit_need_keys_and_dpop(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    use identity_core::dpop::Presented;
+    let f = fixture(backend).await;
+    let now = f.clock.now();
+    const TOKEN: &str = "https://idp.example/token";
+    const API: &str = "https://idp.example/registration/citizens";
+    let sql = |statement: &str| f.db.with(|c| Ok(c.batch_execute(statement)?)).unwrap();
+    for (id, scope) in [("office", "registration"), ("auditor", "audit")] {
+        // Registered with a secret: refused, and nothing is written.
+        let mut c = client(id, "Dept R", false);
+        c.redirect_uris = vec![];
+        c.scopes = Some(scope.into());
+        assert!(
+            matches!(
+                f.provider.register_client(c.clone()).await,
+                Err(Error::InvalidRequest(_))
+            ),
+            "{scope} with a secret"
+        );
+        let key = ClientKey::new("k1");
+        c.jwks = Some(key.jwks.clone());
+        let (_, secret) = f.provider.register_client(c).await.unwrap();
+        assert!(secret.is_none());
+        let dpop = DpopKey::new();
+        let grant = |proof: Option<String>| {
+            let p = f.provider.clone();
+            let auth = assertion_auth(&key, id, now);
+            let input = TokenInput {
+                grant_type: Some("client_credentials".into()),
+                scope: Some(scope.into()),
+                dpop: proof,
+                ..Default::default()
+            };
+            async move { p.token(auth, input).await }
+        };
+        // Without a proof: no token.
+        assert!(
+            matches!(grant(None).await, Err(Error::InvalidDpopProof(_))),
+            "{scope} without DPoP"
+        );
+        let t = grant(Some(dpop.proof("POST", TOKEN, None, now)))
+            .await
+            .unwrap();
+        assert_eq!(t.token_type, "DPoP");
+        assert_eq!(jwt_claims(&t.access_token)["cnf"]["jkt"], dpop.jkt());
+        let at = t.access_token.clone();
+        let present = |proof: Option<String>| Presented {
+            token: at.clone(),
+            dpop_scheme: proof.is_some(),
+            proof,
+            method: "GET".into(),
+            url: API.into(),
+        };
+        let uses = |presented: Presented| {
+            let p = f.provider.clone();
+            async move { p.api_caller(presented, scope).await }
+        };
+        assert!(matches!(
+            uses(present(None)).await,
+            Err(Error::InvalidToken)
+        ));
+        assert_eq!(
+            uses(present(Some(dpop.proof("GET", API, Some(&at), now))))
+                .await
+                .unwrap(),
+            (id.to_owned(), None)
+        );
+        // Its keys swapped for a secret behind the provider's back: the bound token it
+        // holds opens nothing any more, and the secret gets no token.
+        sql(&format!(
+            "UPDATE clients SET jwks = NULL, secret_hash = 'x' WHERE id = '{id}'"
+        ));
+        assert!(matches!(
+            uses(present(Some(dpop.proof("GET", API, Some(&at), now)))).await,
+            Err(Error::InvalidToken)
+        ));
+    }
+
+    // A client given the scope by SQL, with a secret: no token, however often it asks,
+    // and never one from memory.
+    sql("UPDATE clients SET scopes = 'openid signing registration' WHERE id = 'eservice'");
+    let before = f.provider.grants_from_memory();
+    for asked in [Some("registration"), None, Some("signing registration")] {
+        let input = TokenInput {
+            grant_type: Some("client_credentials".into()),
+            scope: asked.map(Into::into),
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                f.provider.token(f.secret_auth(), input).await,
+                Err(Error::UnauthorizedClient(_))
+            ),
+            "{asked:?}"
+        );
+    }
+    assert_eq!(f.provider.grants_from_memory(), before);
+}
+
+/// `set_client_keys`: a client registered with a secret moves to `private_key_jwt`; its
+/// secret stops working at once and the change is audited.
+pub async fn clients_moved_from_a_secret_to_keys(backend: Backend) {
+    let f = fixture(backend).await;
+    let now = f.clock.now();
+    let key = ClientKey::new("k1");
+    let cc = || TokenInput {
+        grant_type: Some("client_credentials".into()),
+        scope: Some("signing".into()),
+        ..Default::default()
+    };
+    f.provider.token(f.secret_auth(), cc()).await.unwrap();
+    for (jwks, uri) in [
+        (None, None),
+        (Some("{\"keys\": []}".to_owned()), None),
+        (
+            Some(key.jwks.clone()),
+            Some("https://dept.example/jwks".to_owned()),
+        ),
+        (None, Some("http://dept.example/jwks".to_owned())),
+    ] {
+        assert!(matches!(
+            f.provider.set_client_keys("eservice", jwks, uri).await,
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+    assert!(matches!(
+        f.provider
+            .set_client_keys("nobody", Some(key.jwks.clone()), None)
+            .await,
+        Err(Error::NotFound)
+    ));
+    f.provider.token(f.secret_auth(), cc()).await.unwrap();
+    f.provider
+        .set_client_keys("eservice", Some(key.jwks.clone()), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.provider.token(f.secret_auth(), cc()).await,
+        Err(Error::InvalidClient)
+    ));
+    assert!(f
+        .provider
+        .token(assertion_auth(&key, "eservice", now), cc())
+        .await
+        .is_ok());
+    assert!(f
+        .audit_entries()
+        .iter()
+        .any(|e| e.contains("event=client.updated") && e.contains("keys")));
+}
