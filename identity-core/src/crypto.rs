@@ -29,6 +29,17 @@ pub fn random_id() -> String {
     B64.encode(random_bytes::<16>())
 }
 
+/// A random id, as [`random_id`], that never begins with `-`, which a command line
+/// (`client remove ID`, `keys revoke KID`) would read as an option: for ids an operator types.
+pub fn random_name() -> String {
+    loop {
+        let id = random_id();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
 /// A random 256-bit secret token, base64url (43 characters).
 pub fn random_token() -> String {
     B64.encode(random_bytes::<32>())
@@ -219,6 +230,13 @@ impl KeyedHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_never_look_like_an_option() {
+        // A random base64url id starts with '-' once in 64 draws; among 10,000 one would
+        // all but surely do so (a signing key's kid did, and `keys revoke KID` failed).
+        assert!((0..10_000).all(|_| !random_name().starts_with('-')));
+    }
 
     #[test]
     fn seal_and_open_round_trip_and_bind_context() {

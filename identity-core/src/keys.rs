@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
-use crate::crypto::{b64, b64_decode, random_id, Kek};
+use crate::crypto::{b64, b64_decode, Kek};
 use crate::error::{Error, Result};
 use crate::model::SigningAlg;
 use crate::schema::signing_keys;
@@ -189,7 +189,8 @@ impl KeyStore {
         active_from: i64,
     ) -> Result<String> {
         let (der, jwk) = generate(alg)?;
-        let kid = random_id();
+        // An operator types it (`keys revoke KID`).
+        let kid = crate::crypto::random_name();
         let sealed = self.kek.seal(&format!("signing-key:{kid}"), &der);
         diesel::insert_into(signing_keys::table)
             .values((

@@ -349,7 +349,7 @@ async fn revoked_key_refused_at_once() {
     assert_eq!(userinfo(access.clone()).await, 200);
     assert!(get_text(&server.url("/jwks")).await.contains(&old));
 
-    let out = server.cli(&["keys", "revoke", &old]);
+    let out = server.cli(&["keys", "revoke", "--", &old]);
     assert!(out.contains("revoked"), "{out}");
     assert_eq!(userinfo(access.clone()).await, 401);
     assert!(!get_text(&server.url("/jwks")).await.contains(&old));

@@ -39,7 +39,7 @@ impl Provider {
         }
         let phc = self.inner.hasher.hash(password).await?;
         self.run(move |this, ev| {
-            let id = random_id();
+            let id = crate::crypto::random_name();
             let now = this.inner.clock.now();
             this.audited_tx(ev, |conn, ev| {
                 ev.push(Event::new("citizen.registered", Audited::Success).citizen(&id));

@@ -49,7 +49,7 @@ impl Provider {
             check_redirect_uri(uri)?;
         }
         let alg = SigningAlg::parse(new.id_token_alg.as_deref().unwrap_or("ES256"))?;
-        let id = new.id.unwrap_or_else(new_client_id);
+        let id = new.id.unwrap_or_else(crate::crypto::random_name);
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::InvalidRequest(
                 "client id must be 1-128 visible ASCII characters".into(),
@@ -276,26 +276,5 @@ impl Provider {
             .optional()?
             .map(ClientRow::into_client)
             .transpose()
-    }
-}
-
-/// A generated client id: random, and never starting with `-`, which the command line
-/// (`client remove ID`) would read as an option.
-fn new_client_id() -> String {
-    loop {
-        let id = random_id();
-        if !id.starts_with('-') {
-            return id;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn generated_client_ids_never_look_like_an_option() {
-        // A random base64url id starts with '-' once in 64 draws; among 10,000 one would
-        // all but surely do so.
-        assert!((0..10_000).all(|_| !super::new_client_id().starts_with('-')));
     }
 }

@@ -23,7 +23,7 @@ fn credential_of(officer: &str) -> &str {
         .map_or(officer, |(client, _)| client)
 }
 use crate::audit::{Entry, Event, Outcome as Audited};
-use crate::crypto::{random_id, random_token, token_hash};
+use crate::crypto::{random_name, random_token, token_hash};
 use crate::error::{Error, Result};
 use crate::model::ACR_PASSWORD;
 use crate::password::Password;
@@ -378,7 +378,7 @@ impl Provider {
                         "an account already exists for this identity document".into(),
                     ));
                 }
-                let id = random_id();
+                let id = random_name();
                 let now = this.inner.clock.now();
                 diesel::insert_into(citizens::table)
                     .values((
@@ -525,7 +525,7 @@ impl Provider {
             this.audited_tx(ev, |conn, ev| {
                 let now = this.inner.clock.now();
                 Self::recoverable(conn, &citizen_id)?;
-                let id = random_token();
+                let id = random_name();
                 diesel::insert_into(recovery_requests::table)
                     .values((
                         recovery_requests::id.eq(&id),
