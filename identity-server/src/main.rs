@@ -1,19 +1,22 @@
 //! The `identity-server` binary: the OpenID Connect provider and its administration commands.
 
-mod audit_api;
+mod api;
 mod config;
 mod errors;
 mod html;
 mod i18n;
 mod metrics;
+mod oauth;
 mod openapi;
+mod ops;
 mod outbound;
+mod pages;
 mod params;
-mod registration_api;
+mod plumbing;
 mod seed;
 mod server;
-mod signing_api;
 mod web;
+mod wire;
 
 use clap::{Parser, Subcommand};
 use identity_core::audit::{Event, Outcome};

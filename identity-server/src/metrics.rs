@@ -5,14 +5,12 @@
 //! Routes are labelled by their pattern (`/interaction/{id}`), never by the path, so a
 //! caller cannot grow the number of series.
 
-use actix_web::{web, HttpResponse};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::errors::OAuthError;
-use crate::web::AppState;
+use identity_core::Provider;
 
 /// The last value of a running total kept elsewhere (in the core), so that a Prometheus
 /// counter can be moved on by the difference at each scrape, however many scrapes overlap.
@@ -175,11 +173,11 @@ impl Metrics {
     }
 }
 
-/// The metrics in Prometheus' text format. The gauges are read now.
-pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
-    let m = state.metrics.clone();
-    let provider = state.provider.clone();
-    let body = web::block(move || -> Result<Vec<u8>, identity_core::Error> {
+impl Metrics {
+    /// The metrics in Prometheus' text format, the gauges read from `provider` now. It
+    /// reads the database and the log: call it on a blocking thread.
+    pub fn render(&self, provider: &Provider) -> Result<Vec<u8>, identity_core::Error> {
+        let m = self;
         m.hashing.set(provider.hasher().in_use() as i64);
         let spent = (provider.hasher().cpu_seconds() * 1e9) as u64;
         m.hashing_cpu
@@ -212,10 +210,5 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, OAuthErr
             .encode(&m.registry.gather(), &mut out)
             .map_err(identity_core::Error::internal)?;
         Ok(out)
-    })
-    .await
-    .map_err(identity_core::Error::internal)??;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(body))
+    }
 }

@@ -4,242 +4,17 @@
 //!
 //! Most handlers read their input with [`crate::params::Params`] (to refuse repeated
 //! parameters, which typed form extractors would silently merge) and answer with the core's
-//! types, so the request forms and several response shapes are declared here, beside the
-//! wire. They are held to the running server by the schemathesis run in the end-to-end
-//! tests: a response outside this document fails that test.
+//! types, so the request forms and several response shapes are declared in `wire.rs`. They
+//! are held to the running server by the schemathesis run in the end-to-end tests: a
+//! response outside this document fails that test.
 //!
 //! The browser-facing pages (authorization, login, consent, account, signing approval) are
 //! HTML for people, not an API, and are not described.
 
-#![allow(dead_code)] // The types below exist for their schemas; nothing constructs them.
-
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-/// Every OAuth and API error: RFC 6749 §5.2's `error` code and a description for people.
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    /// The OAuth error code, e.g. `invalid_request`, `invalid_grant`,
-    /// `temporarily_unavailable`.
-    error: String,
-    /// What went wrong, in words safe to show (never internal detail).
-    error_description: String,
-}
-
-/// The form of a token request (RFC 6749 §4.1.3, §6, §4.4). Client authentication is HTTP
-/// Basic (`client_secret_basic`), the `client_id`/`client_secret` fields
-/// (`client_secret_post`), or a `client_assertion` (`private_key_jwt`).
-#[derive(ToSchema)]
-pub struct TokenForm {
-    #[schema(example = "client_credentials")]
-    grant_type: GrantType,
-    #[schema(nullable = false)]
-    code: Option<String>,
-    #[schema(nullable = false)]
-    redirect_uri: Option<String>,
-    #[schema(nullable = false)]
-    code_verifier: Option<String>,
-    #[schema(nullable = false)]
-    refresh_token: Option<String>,
-    #[schema(nullable = false)]
-    scope: Option<String>,
-    #[schema(nullable = false)]
-    client_id: Option<String>,
-    #[schema(nullable = false)]
-    client_secret: Option<String>,
-    #[schema(nullable = false)]
-    client_assertion_type: Option<String>,
-    #[schema(nullable = false)]
-    client_assertion: Option<String>,
-}
-
-/// The grants the token endpoint serves.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum GrantType {
-    AuthorizationCode,
-    RefreshToken,
-    ClientCredentials,
-}
-
-/// A successful token response (RFC 6749 §5.1).
-#[derive(ToSchema)]
-pub struct TokenBody {
-    /// A JWT access token (RFC 9068).
-    access_token: String,
-    /// `Bearer`, or `DPoP` when the token is bound to the client's key.
-    #[schema(example = "Bearer")]
-    token_type: String,
-    expires_in: i64,
-    #[schema(nullable = false)]
-    id_token: Option<String>,
-    #[schema(nullable = false)]
-    refresh_token: Option<String>,
-    scope: String,
-}
-
-/// A pushed authorization request (RFC 9126): the authorization request's parameters
-/// (`response_type`, `redirect_uri`, `scope`, `state`, `nonce`, `code_challenge`, ...) with
-/// the client's authentication, as a form.
-#[derive(ToSchema)]
-pub struct ParForm {
-    #[schema(nullable = false)]
-    client_id: Option<String>,
-    #[schema(nullable = false)]
-    response_type: Option<String>,
-    #[schema(nullable = false)]
-    redirect_uri: Option<String>,
-    #[schema(nullable = false)]
-    scope: Option<String>,
-    #[schema(nullable = false)]
-    state: Option<String>,
-    #[schema(nullable = false)]
-    nonce: Option<String>,
-    #[schema(nullable = false)]
-    code_challenge: Option<String>,
-    #[schema(nullable = false)]
-    code_challenge_method: Option<String>,
-}
-
-/// The answer to a pushed request.
-#[derive(ToSchema)]
-pub struct ParBody {
-    /// `urn:ietf:params:oauth:request_uri:...`, single-use, for `/authorize`.
-    request_uri: String,
-    expires_in: i64,
-}
-
-/// The token to revoke or introspect, with the client's authentication.
-#[derive(ToSchema)]
-pub struct TokenParameterForm {
-    token: String,
-    #[schema(nullable = false)]
-    token_type_hint: Option<String>,
-    #[schema(nullable = false)]
-    client_id: Option<String>,
-    #[schema(nullable = false)]
-    client_secret: Option<String>,
-}
-
-/// An introspection answer (RFC 7662 §2.2): `active`, and when active the token's claims.
-#[derive(ToSchema)]
-pub struct IntrospectionBody {
-    active: bool,
-    #[schema(nullable = false)]
-    scope: Option<String>,
-    #[schema(nullable = false)]
-    client_id: Option<String>,
-    #[schema(nullable = false)]
-    sub: Option<String>,
-    #[schema(nullable = false)]
-    exp: Option<i64>,
-    #[schema(nullable = false)]
-    iat: Option<i64>,
-    #[schema(nullable = false)]
-    token_type: Option<String>,
-}
-
-/// The provider's public keys (RFC 7517).
-#[derive(ToSchema)]
-pub struct JwksBody {
-    #[schema(value_type = Vec<Object>)]
-    keys: Vec<serde_json::Value>,
-}
-
-/// A citizen enrolled, or a recovery started: the activation code as the officer hands it
-/// over.
-#[derive(ToSchema)]
-pub struct ActivationBody {
-    /// The one-time activation code.
-    code: String,
-    /// The activation link.
-    url: String,
-    /// A QR code of the link, as SVG (`null` if it could not be drawn).
-    qr_svg: Option<String>,
-    expires_at: i64,
-}
-
-/// The answer to an enrolment.
-#[derive(ToSchema)]
-pub struct EnrolledBody {
-    citizen_id: String,
-    activation: ActivationBody,
-}
-
-/// The answer to an approved recovery.
-#[derive(ToSchema)]
-pub struct RecoveryStartedBody {
-    activation: ActivationBody,
-}
-
-/// A recovery asked for, waiting for a second officer.
-#[derive(ToSchema)]
-pub struct RecoveryRequestedBody {
-    recovery_request: String,
-    /// Where the approving officer posts.
-    approval: String,
-}
-
-/// A citizen's registration as the officer sees it; the identity document is masked.
-#[derive(ToSchema)]
-pub struct CitizenBody {
-    citizen_id: String,
-    username: String,
-    name_en: String,
-    name_zh: String,
-    date_of_birth: Option<String>,
-    gender: Option<String>,
-    id_document: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    address: Option<String>,
-    /// `pending`, `active`, `suspended` or `closed`.
-    status: String,
-    passkeys: i64,
-    has_password: bool,
-}
-
-/// A signing request the service accepted.
-#[derive(ToSchema)]
-pub struct SigningCreatedBody {
-    request_id: String,
-    /// The identification code the citizen compares on the approval page.
-    code: String,
-    subject: String,
-    approval_url: String,
-    expires_at: i64,
-    state: String,
-}
-
-/// Where a signing request stands; `signed` carries the result once the citizen approved.
-#[derive(ToSchema)]
-pub struct SigningStatusBody {
-    /// `pending`, `signed`, `rejected` or `expired`.
-    state: String,
-    /// The signature, certificates, WebAuthn evidence and audit proof.
-    #[schema(value_type = Object, nullable = false)]
-    signed: Option<serde_json::Value>,
-}
-
-/// An audit-log inclusion proof (RFC 9162 §2.1.3).
-#[derive(ToSchema)]
-pub struct InclusionBody {
-    index: u64,
-    size: u64,
-    /// Base64 hashes.
-    proof: Vec<String>,
-}
-
-/// An audit-log consistency proof (RFC 9162 §2.1.4).
-#[derive(ToSchema)]
-pub struct ConsistencyBody {
-    from: u64,
-    to: u64,
-    /// Base64 hashes.
-    proof: Vec<String>,
-}
+use utoipa::{Modify, OpenApi};
 
 /// The security schemes the operations name.
 struct Security;
@@ -278,29 +53,29 @@ impl Modify for Security {
         license(name = "Apache-2.0")
     ),
     paths(
-        crate::web::discovery,
-        crate::web::jwks,
-        crate::web::token,
-        crate::web::par,
-        crate::web::revoke,
-        crate::web::introspect,
-        crate::web::userinfo,
-        crate::web::healthz,
-        crate::web::readyz,
-        crate::registration_api::enrol,
-        crate::registration_api::show,
-        crate::registration_api::update,
-        crate::registration_api::status,
-        crate::registration_api::recovery,
-        crate::registration_api::approve_recovery,
-        crate::signing_api::create,
-        crate::signing_api::result,
-        crate::signing_api::ca,
-        crate::audit_api::checkpoint,
-        crate::audit_api::key,
-        crate::audit_api::entries,
-        crate::audit_api::inclusion,
-        crate::audit_api::consistency,
+        crate::oauth::discovery,
+        crate::oauth::jwks,
+        crate::oauth::token,
+        crate::oauth::par,
+        crate::oauth::revoke,
+        crate::oauth::introspect,
+        crate::oauth::userinfo,
+        crate::ops::healthz,
+        crate::ops::readyz,
+        crate::api::registration::enrol,
+        crate::api::registration::show,
+        crate::api::registration::update,
+        crate::api::registration::status,
+        crate::api::registration::recovery,
+        crate::api::registration::approve_recovery,
+        crate::api::signing::create,
+        crate::api::signing::result,
+        crate::api::signing::ca,
+        crate::api::audit::checkpoint,
+        crate::api::audit::key,
+        crate::api::audit::entries,
+        crate::api::audit::inclusion,
+        crate::api::audit::consistency,
     ),
     modifiers(&Security)
 )]

@@ -8,15 +8,8 @@ use identity_core::Provider;
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::web::{routes, AppState};
-
-/// The CSP of every response: no inline script or style, nothing framed, and forms post
-/// only here. A page whose form leads back to an e-service (the browser follows the
-/// answer's redirect, which `form-action` governs too) sets its own, with that origin
-/// ([`crate::web::allow_forms_to`]).
-pub(crate) const CSP: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+use crate::plumbing::AppState;
+use crate::web::routes;
 
 fn tls_config(
     cert: &std::path::Path,
@@ -102,7 +95,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
         let metrics = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(scraped.clone()))
-                .route("/metrics", web::get().to(crate::metrics::scrape))
+                .route("/metrics", web::get().to(crate::ops::metrics))
         })
         .workers(1)
         // Signals are the public server's to handle (its graceful shutdown); this one ends
@@ -118,7 +111,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();
         let mut headers = DefaultHeaders::new()
-            .add(("Content-Security-Policy", CSP))
+            .add(("Content-Security-Policy", crate::plumbing::CSP))
             .add(("X-Frame-Options", "DENY"))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"));
@@ -155,7 +148,7 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 let ui_locales = url::form_urlencoded::parse(req.query_string().as_bytes())
                     .find(|(k, _)| k == "ui_locales")
                     .map(|(_, v)| v.into_owned());
-                let lang = crate::web::lang_of(req.request(), ui_locales.as_deref());
+                let lang = crate::plumbing::lang_of(req.request(), ui_locales.as_deref());
                 let fut = crate::errors::with_page_lang(lang, srv.call(req));
                 async move {
                     let mut res = identity_core::audit::with_request_id(id.clone(), fut).await?;
@@ -181,9 +174,9 @@ pub async fn run(settings: Settings, provider: Provider) -> Result<(), String> {
                 .instrument(span)
             })
             .configure(routes)
-            .configure(crate::audit_api::routes)
-            .configure(crate::registration_api::routes)
-            .configure(crate::signing_api::routes)
+            .configure(crate::api::audit::routes)
+            .configure(crate::api::registration::routes)
+            .configure(crate::api::signing::routes)
     })
     .workers(settings.workers)
     .shutdown_timeout(10);

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::errors::OAuthError;
 use crate::params::Params;
-use crate::web::AppState;
+use crate::plumbing::AppState;
 
 /// Most entries one request returns.
 const PAGE: u64 = 10_000;
@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn auditor(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
-    crate::web::api_client(req, state, "audit")
+    crate::plumbing::api_client(req, state, "audit")
         .await
         .map(|_| ())
 }
@@ -43,8 +43,8 @@ fn query(req: &HttpRequest) -> Result<Params, Error> {
 
 #[utoipa::path(get, path = "/audit/checkpoint", tag = "audit",
     responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let note = web::block(move || provider.audit().latest_checkpoint())
@@ -75,8 +75,8 @@ pub(crate) async fn key(state: web::Data<AppState>) -> HttpResponse {
     params(("start" = u64, Query, description = "First index"), ("end" = u64, Query, description = "One past the last index")),
     security(("access_token" = [])),
     responses((status = 200, description = "Lines of `index base64(entry)`", body = String, content_type = "text/plain"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn entries(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -110,9 +110,9 @@ fn hashes(proof: &[identity_sdk::audit::Hash]) -> Vec<String> {
 #[utoipa::path(get, path = "/audit/proof/inclusion", tag = "audit",
     params(("index" = u64, Query, description = "The entry"), ("size" = u64, Query, description = "The tree size")),
     security(("access_token" = [])),
-    responses((status = 200, description = "The proof", body = crate::openapi::InclusionBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The proof", body = crate::wire::InclusionBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn inclusion(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -130,9 +130,9 @@ pub(crate) async fn inclusion(
 #[utoipa::path(get, path = "/audit/proof/consistency", tag = "audit",
     params(("from" = u64, Query, description = "The older size"), ("to" = u64, Query, description = "The newer size")),
     security(("access_token" = [])),
-    responses((status = 200, description = "The proof", body = crate::openapi::ConsistencyBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The proof", body = crate::wire::ConsistencyBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn consistency(
     req: HttpRequest,
     state: web::Data<AppState>,

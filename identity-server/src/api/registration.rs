@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::errors::OAuthError;
-use crate::web::{api_client, AppState};
+use crate::plumbing::{api_client, AppState};
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -102,7 +102,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 /// The activation code as the officer hands it over: the code, a link, and a QR code of
 /// the link for the citizen's phone.
 fn activation_json(state: &AppState, code: &ActivationCode) -> Value {
-    let link = crate::web::activation_link(state, code.expose());
+    let link = crate::plumbing::activation_link(state, code.expose());
     let qr = qrcode::QrCode::new(link.as_bytes())
         .map(|q| {
             q.render::<qrcode::render::svg::Color<'_>>()
@@ -128,9 +128,9 @@ fn no_store(status: StatusCode, value: &Value) -> HttpResponse {
     params(("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     request_body(content = EnrolBody),
     security(("access_token" = [])),
-    responses((status = 201, description = "Enrolled; hand the activation code to the citizen", body = crate::openapi::EnrolledBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 201, description = "Enrolled; hand the activation code to the citizen", body = crate::wire::EnrolledBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn enrol(
     req: HttpRequest,
     bytes: web::Bytes,
@@ -165,9 +165,9 @@ pub(crate) async fn enrol(
     params(("id" = String, Path, description = "The citizen's id"),
         ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     security(("access_token" = [])),
-    responses((status = 200, description = "The registration", body = crate::openapi::CitizenBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The registration", body = crate::wire::CitizenBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn show(
     req: HttpRequest,
     path: web::Path<String>,
@@ -201,8 +201,8 @@ pub(crate) async fn show(
     request_body(content = UpdateBody),
     security(("access_token" = [])),
     responses((status = 204, description = "Changed"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn update(
     req: HttpRequest,
     path: web::Path<String>,
@@ -236,8 +236,8 @@ pub(crate) async fn update(
     request_body(content = StatusBody),
     security(("access_token" = [])),
     responses((status = 204, description = "Changed"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn status(
     req: HttpRequest,
     path: web::Path<String>,
@@ -259,9 +259,9 @@ pub(crate) async fn status(
         ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     request_body(content = RecoveryBody),
     security(("access_token" = [])),
-    responses((status = 202, description = "Asked for; nothing changes until a different officer approves", body = crate::openapi::RecoveryRequestedBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 202, description = "Asked for; nothing changes until a different officer approves", body = crate::wire::RecoveryRequestedBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn recovery(
     req: HttpRequest,
     path: web::Path<String>,
@@ -287,9 +287,9 @@ pub(crate) async fn recovery(
     params(("id" = String, Path, description = "The recovery request's id"),
         ("Officer" = String, Header, description = "The approving officer: not the one who asked")),
     security(("access_token" = [])),
-    responses((status = 200, description = "Approved: sessions ended, grants revoked, the password removed; a new activation code", body = crate::openapi::RecoveryStartedBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Approved: sessions ended, grants revoked, the password removed; a new activation code", body = crate::wire::RecoveryStartedBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn approve_recovery(
     req: HttpRequest,
     path: web::Path<String>,

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::errors::{OAuthError, PageError};
 use crate::html::{self, Frame};
 use crate::params::Params;
-use crate::web::AppState;
+use crate::plumbing::AppState;
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,15 +42,15 @@ pub(crate) struct CreateBody {
 }
 
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<(String, Option<String>), Error> {
-    crate::web::api_caller(req, state, "signing").await
+    crate::plumbing::api_caller(req, state, "signing").await
 }
 
 #[utoipa::path(post, path = "/signing/requests", tag = "signing",
     request_body(content = CreateBody),
     security(("access_token" = [])),
-    responses((status = 201, description = "Asked; show the code and send the citizen to the approval URL", body = crate::openapi::SigningCreatedBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 201, description = "Asked; show the code and send the citizen to the approval URL", body = crate::wire::SigningCreatedBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn create(
     req: HttpRequest,
     bytes: web::Bytes,
@@ -90,9 +90,9 @@ pub(crate) async fn create(
 #[utoipa::path(get, path = "/signing/requests/{id}", tag = "signing",
     params(("id" = String, Path, description = "The request id")),
     security(("access_token" = [])),
-    responses((status = 200, description = "Where the request stands", body = crate::openapi::SigningStatusBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Where the request stands", body = crate::wire::SigningStatusBody),
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn result(
     req: HttpRequest,
     path: web::Path<String>,
@@ -115,8 +115,8 @@ pub(crate) async fn result(
 /// The signing CA's certificate, for e-services to pin and for `openssl cms -verify -CAfile`.
 #[utoipa::path(get, path = "/signing/ca", tag = "signing",
     responses((status = 200, description = "The signing CA's certificate, to pin", body = String, content_type = "application/x-pem-file"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::openapi::ErrorBody)))]
+        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
+        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
 pub(crate) async fn ca(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let ca = web::block(move || provider.signing_ca())
@@ -139,7 +139,7 @@ pub(crate) async fn ca(state: web::Data<AppState>) -> Result<HttpResponse, OAuth
 
 fn frame<'a>(req: &HttpRequest, here: &'a str) -> Frame<'a> {
     Frame {
-        lang: crate::web::lang_of(req, None),
+        lang: crate::plumbing::lang_of(req, None),
         here,
     }
 }
@@ -152,13 +152,13 @@ async fn approval_page(
     let id = path.into_inner();
     let here = format!("/sign/{id}");
     let v = state.provider.signing_request(id.clone()).await?;
-    let page = crate::web::html_response(
+    let page = crate::plumbing::html_response(
         StatusCode::OK,
         html::signing_page(
             &frame(&req, &here),
             &html::SigningView {
                 id: &v.id,
-                csrf: &crate::web::csrf_for(&state, "sign", &v.id),
+                csrf: &crate::plumbing::csrf_for(&state, "sign", &v.id),
                 client: &v.client_name,
                 department: &v.department,
                 document: &v.document_name,
@@ -170,7 +170,10 @@ async fn approval_page(
         ),
     );
     // Approving or rejecting leads back to the return_uri, registered for the client.
-    Ok(crate::web::allow_forms_to(page, v.return_uri.as_deref()))
+    Ok(crate::plumbing::allow_forms_to(
+        page,
+        v.return_uri.as_deref(),
+    ))
 }
 
 async fn start(
@@ -181,7 +184,9 @@ async fn start(
         .provider
         .begin_signing_approval(path.into_inner())
         .await?;
-    Ok(crate::web::json_no_store(&crate::web::ceremony_json(begun)))
+    Ok(crate::plumbing::json_no_store(
+        &crate::pages::login::ceremony_json(begun),
+    ))
 }
 
 /// Tells the e-service that the citizen decided: a POST of `{request_id, state}` (never the
@@ -190,7 +195,7 @@ async fn start(
 fn notify(state: &AppState, uri: Option<String>, id: &str, outcome: &'static str) {
     let Some(uri) = uri else { return };
     let body = json!({ "request_id": id, "state": outcome });
-    crate::web::post_in_background(state, uri, "signing callback", move |r| r.json(&body));
+    crate::plumbing::post_in_background(state, uri, "signing callback", move |r| r.json(&body));
 }
 
 /// Where the citizen goes after deciding: back to the e-service with the outcome, or a
@@ -199,7 +204,7 @@ fn decided(req: &HttpRequest, id: &str, back: Option<String>, outcome: &str) -> 
     match back {
         Some(uri) => {
             let sep = if uri.contains('?') { '&' } else { '?' };
-            crate::web::see_other(&format!("{uri}{sep}signing_request={id}&result={outcome}"))
+            crate::plumbing::see_other(&format!("{uri}{sep}signing_request={id}&result={outcome}"))
         }
         None => {
             let here = format!("/sign/{id}");
@@ -210,7 +215,10 @@ fn decided(req: &HttpRequest, id: &str, back: Option<String>, outcome: &str) -> 
             } else {
                 t.rejected_notice
             };
-            crate::web::html_response(StatusCode::OK, html::notice_page(&f, t.sign_title, text))
+            crate::plumbing::html_response(
+                StatusCode::OK,
+                html::notice_page(&f, t.sign_title, text),
+            )
         }
     }
 }
@@ -223,14 +231,14 @@ async fn approve(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     let form = Params::parse(&body)?;
-    crate::web::check_csrf(&state, "sign", &id, &form)?;
+    crate::plumbing::check_csrf(&state, "sign", &id, &form)?;
     let d = state
         .provider
         .approve_signing(
             id.clone(),
             form.get("ceremony").unwrap_or_default(),
             &form.get("credential").unwrap_or_default(),
-            &crate::web::source_address(&req, &state),
+            &crate::plumbing::source_address(&req, &state),
         )
         .await?;
     notify(&state, d.callback_uri, &id, "signed");
@@ -245,7 +253,7 @@ async fn reject(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     let form = Params::parse(&body)?;
-    crate::web::check_csrf(&state, "sign", &id, &form)?;
+    crate::plumbing::check_csrf(&state, "sign", &id, &form)?;
     let d = state.provider.reject_signing(id.clone()).await?;
     notify(&state, d.callback_uri, &id, "rejected");
     Ok(decided(&req, &id, d.return_uri, "rejected"))
