@@ -28,6 +28,7 @@ use crate::throttle::ThrottleConfig;
 
 // One module per flow; each is an `impl Provider` block (or a type the provider holds).
 mod access;
+mod activation;
 mod authentication;
 mod authorize;
 mod citizen_admin;
@@ -40,6 +41,7 @@ mod housekeeping;
 mod login;
 mod logout;
 mod passkeys;
+mod recovery;
 mod refresh_grant;
 mod revocation;
 mod signing;

@@ -1,5 +1,6 @@
-//! Enrolment by a registration officer, activation with a one-time code, recovery, and the
-//! citizen's own view of their account's security events.
+//! Enrolment by a registration officer: the verified record, changes, suspension and
+//! closure, and the one-time codes that activation (`activation.rs`) and recovery
+//! (`recovery.rs`) use.
 //!
 //! A citizen's account starts as a verified record made by an officer (at a counter or a
 //! trusted registration system), in the state `pending`. The officer hands over a one-time
@@ -10,23 +11,10 @@
 use diesel::prelude::*;
 use std::fmt;
 
-use super::{blocking, Provider, SessionToken, REGISTRATION_FRESHNESS};
-
-/// How long a recovery request waits for a second officer's approval.
-const RECOVERY_WAITS: i64 = 86_400;
-
-/// The authenticated part of an officer identity `client/officer`: the client (or the
-/// command line's operator account); what follows the `/` is the officer that client names.
-fn credential_of(officer: &str) -> &str {
-    officer
-        .split_once('/')
-        .map_or(officer, |(client, _)| client)
-}
-use crate::audit::{Entry, Event, Outcome as Audited};
+use super::{blocking, Provider, SessionToken};
+use crate::audit::{Event, Outcome as Audited};
 use crate::crypto::{random_name, random_token, token_hash};
 use crate::error::{Error, Result};
-use crate::model::ACR_PASSWORD;
-use crate::password::Password;
 use crate::schema::*;
 use crate::storage::DbConnection;
 
@@ -158,13 +146,13 @@ impl AccountStatus {
     }
 }
 
-fn bad(msg: &str) -> Error {
+pub(super) fn bad(msg: &str) -> Error {
     Error::InvalidRequest(msg.to_owned())
 }
 
 /// One message for every way an activation can fail, so that a guesser learns nothing
 /// about which part was wrong.
-fn activation_refused() -> Error {
+pub(super) fn activation_refused() -> Error {
     bad("the code or the date of birth is wrong, or the code has expired or was already used; ask the registration office for a new code if it keeps failing")
 }
 
@@ -273,7 +261,7 @@ impl Provider {
     }
 
     /// Makes a new code for a citizen, replacing any unused one.
-    fn new_code(
+    pub(super) fn new_code(
         &self,
         conn: &mut DbConnection,
         citizen_id: &str,
@@ -303,7 +291,7 @@ impl Provider {
     }
 
     /// Ends every session and grant of a citizen (suspension, closure, recovery).
-    fn end_everything(
+    pub(super) fn end_everything(
         conn: &mut DbConnection,
         citizen_id: &str,
         now: i64,
@@ -510,159 +498,6 @@ impl Provider {
         .await
     }
 
-    /// Asks for a recovery, which a different officer must approve
-    /// ([`Provider::approve_recovery`]) before anything happens: a registration credential
-    /// alone, stolen or misused, cannot take over an account. Returns the request's id; it
-    /// waits a day.
-    pub async fn request_recovery(
-        &self,
-        officer: &str,
-        citizen_id: &str,
-        remove_passkeys: bool,
-    ) -> Result<String> {
-        let (officer, citizen_id) = (officer.to_owned(), citizen_id.to_owned());
-        self.run(move |this, ev| {
-            this.audited_tx(ev, |conn, ev| {
-                let now = this.inner.clock.now();
-                Self::recoverable(conn, &citizen_id)?;
-                let id = random_name();
-                diesel::insert_into(recovery_requests::table)
-                    .values((
-                        recovery_requests::id.eq(&id),
-                        recovery_requests::citizen_id.eq(&citizen_id),
-                        recovery_requests::remove_passkeys.eq(i32::from(remove_passkeys)),
-                        recovery_requests::requested_by.eq(&officer),
-                        recovery_requests::requested_at.eq(now),
-                        recovery_requests::expires_at.eq(now + RECOVERY_WAITS),
-                    ))
-                    .execute(conn)?;
-                ev.push(
-                    Event::new("citizen.recovery.requested", Audited::Success)
-                        .client(&officer)
-                        .citizen(&citizen_id)
-                        .detail(if remove_passkeys {
-                            "passkeys-removed"
-                        } else {
-                            "passkeys-kept"
-                        }),
-                );
-                Ok(id)
-            })
-        })
-        .await
-    }
-
-    /// Approves a recovery asked for by another officer: then every session and grant
-    /// ends, the password goes (and the passkeys if asked), and a new one-time code leads
-    /// the citizen through activation again. Both officers are in the audit entry.
-    pub async fn approve_recovery(
-        &self,
-        officer: &str,
-        request_id: &str,
-    ) -> Result<ActivationCode> {
-        let (officer, request_id) = (officer.to_owned(), request_id.to_owned());
-        self.run(move |this, ev| {
-            this.audited_tx(ev, |conn, ev| {
-                let now = this.inner.clock.now();
-                let row: Option<(String, i32, String, i64, Option<String>)> =
-                    recovery_requests::table
-                        .find(&request_id)
-                        .select((
-                            recovery_requests::citizen_id,
-                            recovery_requests::remove_passkeys,
-                            recovery_requests::requested_by,
-                            recovery_requests::expires_at,
-                            recovery_requests::approved_by,
-                        ))
-                        .get_result(conn)
-                        .optional()?;
-                let Some((citizen_id, remove, requested_by, expires_at, approved)) = row else {
-                    return Err(Error::NotFound);
-                };
-                if approved.is_some() || expires_at <= now {
-                    return Err(bad("this recovery request was already decided or has expired; ask again"));
-                }
-                // The officer a system names is only its word; the credential is what was
-                // proven. So the approval must come through another credential (another
-                // registration client, or another operator account on the command line),
-                // not merely name another officer.
-                if credential_of(&requested_by) == credential_of(&officer) {
-                    return Err(bad(
-                        "a recovery is approved by a different officer, with a credential of their own, from the one who asked for it",
-                    ));
-                }
-                // Claiming the request is the single-use check.
-                let claimed = diesel::update(recovery_requests::table.find(&request_id))
-                    .filter(recovery_requests::approved_by.is_null())
-                    .set((
-                        recovery_requests::approved_by.eq(&officer),
-                        recovery_requests::approved_at.eq(now),
-                    ))
-                    .execute(conn)?;
-                if claimed != 1 {
-                    return Err(bad("this recovery request was already decided"));
-                }
-                let remove_passkeys = remove != 0;
-                let code = this.recover_in(conn, &officer, &citizen_id, remove_passkeys, now)?;
-                ev.push(
-                    Event::new("citizen.recovery", Audited::Success)
-                        .client(&officer)
-                        .citizen(&citizen_id)
-                        .detail(format!(
-                            "{}+requested-by:{requested_by}",
-                            if remove_passkeys {
-                                "passkeys-removed"
-                            } else {
-                                "passkeys-kept"
-                            }
-                        )),
-                );
-                Ok(code)
-            })
-        })
-        .await
-    }
-
-    /// A citizen a recovery may be asked for: one that exists and is not closed.
-    fn recoverable(conn: &mut DbConnection, citizen_id: &str) -> Result<()> {
-        let status: Option<String> = citizens::table
-            .find(citizen_id)
-            .select(citizens::status)
-            .get_result(conn)
-            .optional()?;
-        match status.as_deref() {
-            None => Err(Error::NotFound),
-            Some("closed") => Err(bad("the account is closed; reopen it first")),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// Recovery itself, in the approving transaction.
-    fn recover_in(
-        &self,
-        conn: &mut DbConnection,
-        officer: &str,
-        citizen_id: &str,
-        remove_passkeys: bool,
-        now: i64,
-    ) -> Result<ActivationCode> {
-        Self::recoverable(conn, citizen_id)?;
-        Self::end_everything(conn, citizen_id, now, "recovery")?;
-        // Whoever asked for recovery may be the one who stole the password: it goes, and
-        // the account logs in again only after activation with the new code (a suspended
-        // account stays suspended).
-        diesel::delete(password_credentials::table.find(citizen_id)).execute(conn)?;
-        diesel::update(citizens::table.find(citizen_id))
-            .filter(citizens::status.eq("active"))
-            .set(citizens::status.eq("pending"))
-            .execute(conn)?;
-        if remove_passkeys {
-            diesel::delete(passkeys::table.filter(passkeys::citizen_id.eq(citizen_id)))
-                .execute(conn)?;
-        }
-        self.new_code(conn, citizen_id, "recovery", officer)
-    }
-
     /// A citizen's record as an officer sees it.
     pub async fn registration(&self, citizen_id: &str) -> Result<CitizenRecord> {
         let (this, id) = (self.clone(), citizen_id.to_owned());
@@ -758,166 +593,6 @@ impl Provider {
             }
             None => Ok(None),
         }
-    }
-
-    /// Activates (or recovers) an account with a one-time code and the date of birth, and
-    /// opens a session in which the citizen adds a passkey or sets a password. Wrong codes
-    /// are throttled like passwords: per code and per source address.
-    pub async fn activate(
-        &self,
-        code: &str,
-        date_of_birth: &str,
-        source: &str,
-        old: Option<SessionToken>,
-    ) -> Result<SessionToken> {
-        if code.is_empty() || code.len() > 64 {
-            return Err(activation_refused());
-        }
-        let hash = token_hash(code);
-        let account = self.account_key(&format!("activation:{hash}"));
-        let address = self.address_key(source);
-        let dob = date_of_birth.trim().to_owned();
-        let result = self
-            .run(move |this, ev| {
-                let now = this.inner.clock.now();
-                // The attempt is counted in its own transaction so that a failure stays
-                // counted; success gives it back.
-                this.inner.db.tx(|conn| {
-                    this.inner
-                        .config
-                        .throttle
-                        .begin_attempt(conn, &account, &address, now)
-                })?;
-                this.audited_tx(ev, |conn, ev| {
-                    type CodeRow = (String, String, i64, Option<i64>, String, Option<String>);
-                    let row: Option<CodeRow> = activation_codes::table
-                        .find(&hash)
-                        .inner_join(citizens::table)
-                        .select((
-                            activation_codes::citizen_id,
-                            activation_codes::purpose,
-                            activation_codes::expires_at,
-                            activation_codes::used_at,
-                            citizens::status,
-                            citizens::date_of_birth,
-                        ))
-                        .get_result(conn)
-                        .optional()?;
-                    let Some((citizen_id, purpose, expires_at, used_at, status, born)) = row else {
-                        ev.push(
-                            Event::new("account.activation", Audited::Failure)
-                                .detail("unknown-code"),
-                        );
-                        return Ok(None);
-                    };
-                    let usable = used_at.is_none()
-                        && expires_at > now
-                        && matches!(status.as_str(), "pending" | "active");
-                    if !usable || born.as_deref() != Some(dob.as_str()) {
-                        let why = if usable {
-                            "wrong-date-of-birth"
-                        } else {
-                            "spent-code"
-                        };
-                        ev.push(
-                            Event::new("account.activation", Audited::Failure)
-                                .citizen(&citizen_id)
-                                .detail(why),
-                        );
-                        return Ok(None);
-                    }
-                    // Claiming the code is the single-use check, as for authorization codes.
-                    let claimed = diesel::update(activation_codes::table.find(&hash))
-                        .filter(activation_codes::used_at.is_null())
-                        .set(activation_codes::used_at.eq(now))
-                        .execute(conn)?;
-                    if claimed != 1 {
-                        return Ok(None);
-                    }
-                    this.inner
-                        .config
-                        .throttle
-                        .succeeded(conn, &account, &address)?;
-                    diesel::update(citizens::table.find(&citizen_id))
-                        .set(citizens::status.eq("active"))
-                        .execute(conn)?;
-                    ev.push(
-                        Event::new("account.activation", Audited::Success)
-                            .citizen(&citizen_id)
-                            .detail(purpose),
-                    );
-                    // A one-time code and the date of birth are no more than a password.
-                    this.open_session(conn, &citizen_id, "otp", ACR_PASSWORD, old.as_ref(), None)
-                        .map(Some)
-                })
-            })
-            .await?;
-        result.ok_or_else(activation_refused)
-    }
-
-    /// Sets or replaces the password of the session's citizen, under the policy. Like adding
-    /// a passkey, it needs a login in the last 15 minutes.
-    pub async fn set_password(&self, session: SessionToken, password: &Password) -> Result<()> {
-        let this = self.clone();
-        let s = session.clone();
-        let (citizen_id, context) = blocking(move || {
-            this.inner.db.with(|conn| {
-                let s = this
-                    .session_blocking(conn, Some(&s))?
-                    .ok_or_else(|| bad("you are not logged in"))?;
-                if this.inner.clock.now() - s.auth_time > REGISTRATION_FRESHNESS {
-                    return Err(bad(
-                        "for your safety, log in again before changing your password",
-                    ));
-                }
-                let (username, email, name): (String, Option<String>, String) = citizens::table
-                    .find(&s.citizen_id)
-                    .select((citizens::username, citizens::email, citizens::name_en))
-                    .get_result(conn)?;
-                Ok((s.citizen_id, [username, email.unwrap_or_default(), name]))
-            })
-        })
-        .await?;
-        let ctx: Vec<&str> = context.iter().map(String::as_str).collect();
-        self.inner.config.policy.check(password, &ctx)?;
-        let phc = self.inner.hasher.hash(password).await?;
-        self.run(move |this, ev| {
-            this.audited_tx(ev, |conn, ev| {
-                let now = this.inner.clock.now();
-                let n = diesel::update(password_credentials::table.find(&citizen_id))
-                    .set((
-                        password_credentials::phc.eq(&phc),
-                        password_credentials::updated_at.eq(now),
-                    ))
-                    .execute(conn)?;
-                if n == 0 {
-                    diesel::insert_into(password_credentials::table)
-                        .values((
-                            password_credentials::citizen_id.eq(&citizen_id),
-                            password_credentials::phc.eq(&phc),
-                            password_credentials::updated_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                }
-                Self::end_other_access(conn, &citizen_id, Some(&session), now, "password-changed")?;
-                ev.push(Event::new("password.set", Audited::Success).citizen(&citizen_id));
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// The latest security events of the session's citizen, from the audit log, newest
-    /// first; `None` without a session.
-    pub async fn security_events(
-        &self,
-        session: Option<SessionToken>,
-    ) -> Result<Option<Vec<Entry>>> {
-        let Some(s) = self.session(session).await? else {
-            return Ok(None);
-        };
-        let this = self.clone();
-        blocking(move || this.inner.audit.for_citizen(&s.citizen_id, 20).map(Some)).await
     }
 }
 
