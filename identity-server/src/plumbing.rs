@@ -122,6 +122,18 @@ pub(crate) fn csrf_for(state: &AppState, purpose: &str, binding: &str) -> String
     state.csrf.hash(&[purpose.as_bytes(), binding.as_bytes()])
 }
 
+/// A posted form, parsed, whose CSRF token is the one for `purpose` and `binding`.
+pub(crate) fn csrf_form(
+    state: &AppState,
+    purpose: &str,
+    binding: &str,
+    body: &[u8],
+) -> Result<Params, Error> {
+    let form = Params::parse(body)?;
+    check_csrf(state, purpose, binding, &form)?;
+    Ok(form)
+}
+
 pub(crate) fn check_csrf(
     state: &AppState,
     purpose: &str,

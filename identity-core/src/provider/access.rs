@@ -16,12 +16,7 @@ impl Provider {
     pub async fn userinfo_presented(&self, presented: crate::dpop::Presented) -> Result<Value> {
         let this = self.clone();
         blocking(move || {
-            let cfg = &this.inner.config;
-            let claims: AccessClaims =
-                this.inner
-                    .keys
-                    .verify(&presented.token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
-            this.check_binding(&claims, &presented)?;
+            let claims = this.presented_claims(&presented)?;
             let fid = claims.fid.ok_or(Error::InvalidToken)?;
             let scope = Scopes::parse(&claims.scope);
             if !scope.has("openid") {
@@ -174,6 +169,18 @@ impl Provider {
         Ok(())
     }
 
+    /// The claims of a presented access token: its signature, type, issuer and audience
+    /// verified, and its DPoP binding checked against the request.
+    fn presented_claims(&self, presented: &crate::dpop::Presented) -> Result<AccessClaims> {
+        let cfg = &self.inner.config;
+        let claims: AccessClaims =
+            self.inner
+                .keys
+                .verify(&presented.token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
+        self.check_binding(&claims, presented)?;
+        Ok(claims)
+    }
+
     /// Like [`Provider::require_scope`], and also the citizen when the token is a citizen's
     /// (issued by a login, not by client credentials); a citizen's token of a revoked grant
     /// or an inactive account is refused.
@@ -184,12 +191,7 @@ impl Provider {
     ) -> Result<(String, Option<String>)> {
         let this = self.clone();
         blocking(move || {
-            let cfg = &this.inner.config;
-            let claims: AccessClaims =
-                this.inner
-                    .keys
-                    .verify(&presented.token, "at+jwt", &cfg.issuer, &cfg.issuer)?;
-            this.check_binding(&claims, &presented)?;
+            let claims = this.presented_claims(&presented)?;
             if !Scopes::parse(&claims.scope).has(scope) {
                 return Err(Error::InsufficientScope(scope));
             }

@@ -31,20 +31,33 @@ impl Provider {
         let result = self
             .login_checked(username, password, source, old, request_id, &mut citizen)
             .await;
-        let (outcome, detail) = match &result {
+        let detail = match &result {
             // Its event was staged in the transaction that opened the session.
             Ok(_) => return result,
-            Err(Error::BadCredentials) => (Audited::Failure, "bad-credentials"),
-            Err(Error::Throttled { .. }) => (Audited::Failure, "throttled"),
-            Err(Error::Locked { .. }) => (Audited::Failure, "locked"),
+            Err(Error::BadCredentials) => "bad-credentials",
+            Err(Error::Throttled { .. }) => "throttled",
+            Err(Error::Locked { .. }) => "locked",
             Err(_) => return result,
         };
-        let mut event = Event::new("login", outcome).source(source).detail(detail);
+        self.record_login_failure(source, citizen, detail).await?;
+        result
+    }
+
+    /// The `login` failure event of a password or passkey login, with the citizen when the
+    /// attempt got as far as naming one.
+    pub(super) async fn record_login_failure(
+        &self,
+        source: &str,
+        citizen: Option<String>,
+        detail: &'static str,
+    ) -> Result<()> {
+        let mut event = Event::new("login", Audited::Failure)
+            .source(source)
+            .detail(detail);
         if let Some(c) = citizen {
             event = event.citizen(c);
         }
-        self.inner.audit.record(event).await?;
-        result
+        self.inner.audit.record(event).await
     }
 
     async fn login_checked(

@@ -524,17 +524,13 @@ impl Provider {
             .passkey_login_checked(handle, answer, source, old, request_id, &mut citizen)
             .await;
         // Success was audited in the transaction that opened the session.
-        let (outcome, detail) = match &result {
+        let detail = match &result {
             Ok(_) => return result,
-            Err(Error::PasskeyCloned) => (Audited::Failure, "passkey-counter-went-back"),
-            Err(Error::InvalidRequest(_)) => (Audited::Failure, "passkey-refused"),
+            Err(Error::PasskeyCloned) => "passkey-counter-went-back",
+            Err(Error::InvalidRequest(_)) => "passkey-refused",
             Err(_) => return result,
         };
-        let mut event = Event::new("login", outcome).source(source).detail(detail);
-        if let Some(c) = citizen {
-            event = event.citizen(c);
-        }
-        self.inner.audit.record(event).await?;
+        self.record_login_failure(source, citizen, detail).await?;
         result
     }
 

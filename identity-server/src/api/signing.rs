@@ -15,7 +15,6 @@ use serde_json::json;
 
 use crate::errors::{OAuthError, PageError};
 use crate::html::{self, Frame};
-use crate::params::Params;
 use crate::plumbing::AppState;
 
 /// Registers the routes.
@@ -230,8 +229,7 @@ async fn approve(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
-    let form = Params::parse(&body)?;
-    crate::plumbing::check_csrf(&state, "sign", &id, &form)?;
+    let form = crate::plumbing::csrf_form(&state, "sign", &id, &body)?;
     let d = state
         .provider
         .approve_signing(
@@ -252,8 +250,7 @@ async fn reject(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
-    let form = Params::parse(&body)?;
-    crate::plumbing::check_csrf(&state, "sign", &id, &form)?;
+    crate::plumbing::csrf_form(&state, "sign", &id, &body)?;
     let d = state.provider.reject_signing(id.clone()).await?;
     notify(&state, d.callback_uri, &id, "rejected");
     Ok(decided(&req, &id, d.return_uri, "rejected"))

@@ -15,8 +15,8 @@ use crate::i18n::Lang;
 use crate::pages::login::{ceremony_json, logged_in, login_failure_page, LoginAgain};
 use crate::params::Params;
 use crate::plumbing::{
-    check_csrf, cookie, csrf_for, html_response, json_no_store, lang_of, see_other, session_cookie,
-    source_address, AppState, LANG_COOKIE, LOGIN_CSRF_COOKIE,
+    check_csrf, cookie, csrf_for, csrf_form, html_response, json_no_store, lang_of, see_other,
+    session_cookie, source_address, AppState, LANG_COOKIE, LOGIN_CSRF_COOKIE,
 };
 
 /// The random binding of the login form before a session exists (signed double submit).
@@ -136,9 +136,8 @@ pub(crate) async fn account_login(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body)?;
     let binding = login_binding(&req).unwrap_or_default();
-    check_csrf(&state, "account-login", &binding, &form)?;
+    let form = csrf_form(&state, "account-login", &binding, &body)?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
     let result = state
@@ -169,9 +168,8 @@ pub(crate) async fn account_passkey_login(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body)?;
     let binding = login_binding(&req).unwrap_or_default();
-    check_csrf(&state, "account-login", &binding, &form)?;
+    let form = csrf_form(&state, "account-login", &binding, &body)?;
     let result = state
         .provider
         .finish_passkey_login(

@@ -12,7 +12,7 @@ use crate::pages::account::login_binding;
 use crate::pages::login::logged_in;
 use crate::params::Params;
 use crate::plumbing::{
-    activation_link, check_csrf, cookie, csrf_for, html_response, lang_of, session_cookie,
+    activation_link, cookie, csrf_for, csrf_form, html_response, lang_of, session_cookie,
     source_address, AppState, LOGIN_CSRF_COOKIE,
 };
 
@@ -60,9 +60,8 @@ pub(crate) async fn activate(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let form = Params::parse(&body)?;
     let binding = login_binding(&req).unwrap_or_default();
-    check_csrf(&state, "activate", &binding, &form)?;
+    let form = csrf_form(&state, "activate", &binding, &body)?;
     let code = form.get("code").unwrap_or_default();
     let result = state
         .provider

@@ -13,7 +13,7 @@ use crate::errors::{OAuthError, PageError};
 use crate::html::{self, Frame};
 use crate::params::Params;
 use crate::plumbing::{
-    allow_forms_to, check_csrf, cookie, csrf_for, html_response, json_no_store, lang_of, see_other,
+    allow_forms_to, cookie, csrf_for, csrf_form, html_response, json_no_store, lang_of, see_other,
     session_cookie, source_address, AppState, INTERACTIONS_KEPT, INTERACTION_COOKIE,
     SESSION_COOKIE,
 };
@@ -175,8 +175,7 @@ pub(crate) async fn interaction_login(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
-    let form = Params::parse(&body)?;
-    check_csrf(&state, "login", &id, &form)?;
+    let form = csrf_form(&state, "login", &id, &body)?;
     let redirect_uri = state.provider.check_pending(id.clone()).await?;
     let username = form.get("username").unwrap_or_default();
     let password = Password::new(form.get("password").unwrap_or_default());
@@ -218,8 +217,7 @@ pub(crate) async fn interaction_passkey(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
-    let form = Params::parse(&body)?;
-    check_csrf(&state, "login", &id, &form)?;
+    let form = csrf_form(&state, "login", &id, &body)?;
     let redirect_uri = state.provider.check_pending(id.clone()).await?;
     let result = state
         .provider
@@ -287,8 +285,7 @@ pub(crate) async fn interaction_consent(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     bound_interaction(&req, &id)?;
-    let form = Params::parse(&body)?;
-    check_csrf(&state, "consent", &id, &form)?;
+    let form = csrf_form(&state, "consent", &id, &body)?;
     let allow = match form.get("decision").as_deref() {
         Some("allow") => true,
         Some("deny") => false,
