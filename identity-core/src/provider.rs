@@ -37,6 +37,7 @@ mod client_credentials;
 mod code_grant;
 mod consent;
 mod enrolment;
+mod evidence;
 mod housekeeping;
 mod login;
 mod logout;

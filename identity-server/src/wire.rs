@@ -207,9 +207,73 @@ pub struct SigningCreatedBody {
 pub struct SigningStatusBody {
     /// `pending`, `signed`, `rejected` or `expired`.
     state: String,
-    /// The signature, certificates, WebAuthn evidence and audit proof.
-    #[schema(value_type = Object, nullable = false)]
-    signed: Option<serde_json::Value>,
+    /// The signature, certificates, WebAuthn evidence and audit proof (docs/signing.md §6).
+    #[schema(nullable = false)]
+    signed: Option<SignedBody>,
+}
+
+/// A signed request's result, which `identity_sdk::signing::verify_signing_result` checks.
+#[derive(ToSchema)]
+pub struct SignedBody {
+    /// `SHA-256` or `SHA-512`.
+    hash_alg: String,
+    /// The detached CMS SignedData (a DER `ContentInfo`), base64.
+    signature: String,
+    /// The citizen's certificate for this signature (DER), base64.
+    certificate: String,
+    /// The signing CA's certificate (DER), base64: compare it with the pinned one.
+    ca_certificate: String,
+    evidence: EvidenceBody,
+    audit: ApprovalAuditBody,
+}
+
+/// The passkey's approval.
+#[derive(ToSchema)]
+pub struct EvidenceBody {
+    /// The passkey's credential id, base64url.
+    credential_id: String,
+    /// The browser's `PublicKeyCredential` answer as posted: `id`, `rawId`, `type`, and
+    /// `response` with `authenticatorData`, `clientDataJSON`, `signature` and `userHandle`
+    /// (base64url).
+    #[schema(value_type = Object)]
+    assertion: serde_json::Value,
+    /// The WebAuthn challenge derived from the request and the digest, base64url.
+    challenge: String,
+    public_key: PasskeyJwk,
+    /// The WebAuthn relying-party id.
+    rp_id: String,
+    /// The WebAuthn origin.
+    origin: String,
+}
+
+/// The passkey's public key as a JWK (RFC 7517): `EC` (`P-256`, `P-384`), `OKP`
+/// (`Ed25519`) or `RSA`, with `alg` (`ES256`, `ES384`, `EdDSA`, `RS256`, ...).
+#[derive(ToSchema)]
+pub struct PasskeyJwk {
+    kty: String,
+    alg: Option<String>,
+    crv: Option<String>,
+    /// base64url.
+    x: Option<String>,
+    /// base64url.
+    y: Option<String>,
+    /// base64url.
+    n: Option<String>,
+    /// base64url.
+    e: Option<String>,
+}
+
+/// The approval's audit entry and its inclusion in a signed checkpoint.
+#[derive(ToSchema)]
+pub struct ApprovalAuditBody {
+    /// The entry's leaf index.
+    index: u64,
+    /// The entry's text (docs/audit-log.md).
+    entry: String,
+    /// A signed checkpoint (C2SP signed note) whose tree holds the entry.
+    checkpoint: String,
+    /// The inclusion proof, leaf first; base64 32-byte hashes.
+    proof: Vec<String>,
 }
 
 /// An audit-log inclusion proof (RFC 9162 §2.1.3).

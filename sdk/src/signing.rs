@@ -211,36 +211,60 @@ fn check_evidence(
     if auth_data[32] & 0x05 != 0x05 {
         return Err(bad("the citizen was not verified by the passkey"));
     }
-    let key = cose_p256(ev.pointer("/public_key").ok_or(bad("no public key"))?)
-        .ok_or(bad("only ES256 passkeys are verified offline"))?;
+    let key = ev.pointer("/public_key").ok_or(bad("no public key"))?;
     let mut message = auth_data.clone();
     message.extend_from_slice(digest::digest(&digest::SHA256, &client_data).as_ref());
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key)
-        .verify(&message, &sig)
-        .map_err(|_| bad("the passkey's signature does not verify"))
+    verify_passkey_signature(key, &message, &sig).map_err(bad)
 }
 
-/// An uncompressed P-256 point from webauthn-rs's serialised COSE key.
-fn cose_p256(key: &Value) -> Option<Vec<u8>> {
-    let ec = key.pointer("/key/EC_EC2")?;
-    if ec["curve"] != "SECP256R1" {
-        return None;
-    }
-    let bytes = |v: &Value| -> Option<Vec<u8>> {
-        match v {
-            Value::Array(a) => a.iter().map(|b| b.as_u64().map(|b| b as u8)).collect(),
-            Value::String(s) => URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok(),
-            _ => None,
-        }
+/// Verifies a WebAuthn assertion signature over `message` (authenticator data ‖ SHA-256 of
+/// the client data) with the passkey's public key as a JWK: ES256, ES384 (P-256 and P-384,
+/// ASN.1 signatures, as WebAuthn sends them), EdDSA (Ed25519) and RS256.
+fn verify_passkey_signature(jwk: &Value, message: &[u8], sig: &[u8]) -> Result<(), &'static str> {
+    use ring::signature::{
+        RsaPublicKeyComponents, ECDSA_P384_SHA384_ASN1, ED25519, RSA_PKCS1_2048_8192_SHA256,
     };
-    let (x, y) = (bytes(&ec["x"])?, bytes(&ec["y"])?);
-    if x.len() != 32 || y.len() != 32 {
-        return None;
+    let member = |name: &str| -> Result<Vec<u8>, &'static str> {
+        jwk[name]
+            .as_str()
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .ok_or("the passkey's public key is not a JWK")
+    };
+    let refused = |_| "the passkey's signature does not verify";
+    let point = |size: usize| -> Result<Vec<u8>, &'static str> {
+        let (x, y) = (member("x")?, member("y")?);
+        if x.len() != size || y.len() != size {
+            return Err("the passkey's public key is not a point of its curve");
+        }
+        Ok([&[4u8][..], &x, &y].concat())
+    };
+    let alg = jwk["alg"].as_str();
+    match (jwk["kty"].as_str(), jwk["crv"].as_str(), alg) {
+        (Some("EC"), Some("P-256"), None | Some("ES256")) => {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point(32)?)
+                .verify(message, sig)
+                .map_err(refused)
+        }
+        (Some("EC"), Some("P-384"), None | Some("ES384")) => {
+            UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, point(48)?)
+                .verify(message, sig)
+                .map_err(refused)
+        }
+        (Some("OKP"), Some("Ed25519"), None | Some("EdDSA")) => {
+            UnparsedPublicKey::new(&ED25519, member("x")?)
+                .verify(message, sig)
+                .map_err(refused)
+        }
+        (Some("RSA"), None, Some("RS256")) => RsaPublicKeyComponents {
+            n: member("n")?,
+            e: member("e")?,
+        }
+        .verify(&RSA_PKCS1_2048_8192_SHA256, message, sig)
+        .map_err(refused),
+        _ => {
+            Err("the passkey's algorithm is not one verified offline (ES256, ES384, EdDSA, RS256)")
+        }
     }
-    let mut point = vec![4u8];
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
-    Some(point)
 }
 
 fn check_audit(
@@ -303,14 +327,80 @@ mod tests {
         assert_ne!(c, approval_challenge("r", "SHA-512", &d));
         assert_ne!(c, approval_challenge("s", "SHA-256", &d));
     }
+}
 
+#[cfg(test)]
+mod passkey_key_tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{
+        EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
+        ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256,
+    };
+    use serde_json::json;
+
+    const MESSAGE: &[u8] = b"authenticator data and the client data's hash";
+
+    fn b64(b: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(b)
+    }
+
+    fn ec(
+        alg: &'static ring::signature::EcdsaSigningAlgorithm,
+        crv: &str,
+        jose: &str,
+    ) -> (Value, Vec<u8>) {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let p = pair.public_key().as_ref();
+        let n = (p.len() - 1) / 2;
+        let jwk = json!({"kty": "EC", "crv": crv, "alg": jose,
+            "x": b64(&p[1..=n]), "y": b64(&p[n + 1..])});
+        (jwk, pair.sign(&rng, MESSAGE).unwrap().as_ref().to_vec())
+    }
+
+    /// Every algorithm a passkey may use here verifies, and a changed message does not.
     #[test]
-    fn cose_keys_parse_from_both_encodings() {
-        let arr: Vec<u8> = (0..32).collect();
-        let k = serde_json::json!({"key": {"EC_EC2": {"curve": "SECP256R1", "x": arr, "y": arr}}});
-        assert_eq!(cose_p256(&k).unwrap().len(), 65);
-        let other =
-            serde_json::json!({"key": {"EC_EC2": {"curve": "SECP384R1", "x": arr, "y": arr}}});
-        assert!(cose_p256(&other).is_none());
+    fn passkey_signatures_verify_with_their_jwk() {
+        let rng = SystemRandom::new();
+        let mut cases = vec![
+            ec(&ECDSA_P256_SHA256_ASN1_SIGNING, "P-256", "ES256"),
+            ec(&ECDSA_P384_SHA384_ASN1_SIGNING, "P-384", "ES384"),
+        ];
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        cases.push((
+            json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": b64(ed.public_key().as_ref())}),
+            ed.sign(MESSAGE).as_ref().to_vec(),
+        ));
+        let rsa =
+            RsaKeyPair::from_pkcs8(include_bytes!("../tests/fixtures/rsa2048.pk8.der")).unwrap();
+        let mut sig = vec![0; rsa.public().modulus_len()];
+        rsa.sign(&RSA_PKCS1_SHA256, &rng, MESSAGE, &mut sig)
+            .unwrap();
+        let public: ring::rsa::PublicKeyComponents<Vec<u8>> = rsa.public().into();
+        cases.push((
+            json!({"kty": "RSA", "alg": "RS256", "n": b64(&public.n), "e": b64(&public.e)}),
+            sig,
+        ));
+        for (jwk, sig) in &cases {
+            assert_eq!(verify_passkey_signature(jwk, MESSAGE, sig), Ok(()), "{jwk}");
+            assert!(
+                verify_passkey_signature(jwk, b"another message", sig).is_err(),
+                "{jwk}"
+            );
+        }
+        // A key under another algorithm than it names, a P-256 key with a short
+        // coordinate, and the old library-specific form are refused.
+        let (mut p256, sig) = cases[0].clone();
+        p256["alg"] = "ES384".into();
+        assert!(verify_passkey_signature(&p256, MESSAGE, &sig).is_err());
+        p256["alg"] = "ES256".into();
+        p256["x"] = b64(&[1; 31]).into();
+        assert!(verify_passkey_signature(&p256, MESSAGE, &sig).is_err());
+        let old =
+            json!({"key": {"EC_EC2": {"curve": "SECP256R1", "x": "", "y": ""}}, "type_": "ES256"});
+        assert!(verify_passkey_signature(&old, MESSAGE, &sig).is_err());
     }
 }

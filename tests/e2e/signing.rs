@@ -337,6 +337,13 @@ async fn signed_through_the_sdk(backend: Backend) {
         .await
         .unwrap();
     let audit_key = identity_sdk::audit::VerifierKey::parse(key_text.trim()).unwrap();
+    // The passkey's key is a JWK (RFC 7517), not a library's own serialisation.
+    let jwk = &result["evidence"]["public_key"];
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str(), jwk["alg"].as_str()),
+        (Some("EC"), Some("P-256"), Some("ES256")),
+        "{jwk}"
+    );
     let verified = verify_signing_result(
         &result,
         &Expectations {

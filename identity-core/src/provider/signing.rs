@@ -473,7 +473,7 @@ impl Provider {
                 "credential_id": b64(cred.get_credential_id()),
                 "assertion": serde_json::from_str::<Value>(&answer_json).unwrap_or(Value::Null),
                 "challenge": b64(&approval_challenge(&row.0, &row.4, &hash)),
-                "public_key": serde_json::to_value(passkey.get_public_key()).unwrap_or(Value::Null),
+                "public_key": super::evidence::passkey_jwk(passkey.get_public_key()),
                 "rp_id": this.inner.config.webauthn.rp_id,
                 "origin": this.inner.config.webauthn.origin,
             });
@@ -795,3 +795,8 @@ mod tests {
         );
     }
 }
+
+/// The worked examples of docs/signing.md, checked against the code.
+#[cfg(test)]
+#[path = "signing_spec_tests.rs"]
+mod spec_tests;
