@@ -50,6 +50,7 @@ both!(
     remembered_clients_follow_every_change,
     registration_and_audit_need_keys_and_dpop,
     clients_moved_from_a_secret_to_keys,
+    client_ids_cannot_pose_as_another_identity,
     throttling_and_lockout,
     weak_hash_rehashed_at_login,
     consent_withdrawal_revokes,
@@ -1513,4 +1514,25 @@ async fn taken_username_refused_before_hashing(backend: Backend) {
         })
         .unwrap();
     assert_eq!(citizens, 1);
+}
+
+/// The audit log's `client` field holds a client id, `client/officer` for a registration
+/// office's call, or `cli:uid-N/USER` for the command line: a client id with a `/` or the
+/// `cli:` prefix could be written exactly like another identity (docs/audit-log.md §9.2).
+async fn client_ids_cannot_pose_as_another_identity(backend: Backend) {
+    let f = fixture(backend).await;
+    for id in ["cli:uid-0", "cli:", "office/officer-1", "/", "a/b"] {
+        let c = client(id, "Dept X", false);
+        assert!(
+            matches!(
+                f.provider.register_client(c).await,
+                Err(Error::InvalidRequest(_))
+            ),
+            "{id}"
+        );
+    }
+    f.provider
+        .register_client(client("clinic-app", "Dept X", false))
+        .await
+        .unwrap();
 }

@@ -55,6 +55,13 @@ impl Provider {
                 "client id must be 1-128 visible ASCII characters".into(),
             ));
         }
+        // The audit log writes an office's call as `client/officer` and the command line as
+        // `cli:uid-N/USER`: a client id with a `/` or that prefix could read as either.
+        if id.contains('/') || id.starts_with("cli:") {
+            return Err(Error::InvalidRequest(
+                "a client id has no '/' and does not begin with 'cli:'".into(),
+            ));
+        }
         if let Some(jwks) = &new.jwks {
             crate::client_auth::parse_client_jwks(jwks)?;
         }
