@@ -149,13 +149,16 @@ pub struct Entry {
 }
 
 /// Characters kept as they are in a field; every other byte is `%XX`. So a field never
-/// holds a newline or `=`, and the encoding is one-to-one.
+/// holds a newline or `=`, and the encoding is one-to-one for values up to 200 characters;
+/// a longer one is cut there and marked (`%*` at its end).
 fn escape(value: Option<&str>) -> String {
     let Some(v) = value else { return "-".into() };
     // No field needs more; a cap keeps a caller from writing essays into a permanent log.
-    let v = match v.char_indices().nth(200) {
-        Some((cut, _)) => &v[..cut],
-        None => v,
+    // A cut value ends in `%*`, which no escaped value can hold (`*` is always `%2A`), so a
+    // reader knows the value went on.
+    let (v, cut) = match v.char_indices().nth(CUT_AT) {
+        Some((cut, _)) => (&v[..cut], true),
+        None => (v, false),
     };
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
@@ -165,12 +168,20 @@ fn escape(value: Option<&str>) -> String {
             let _ = write!(out, "%{b:02X}");
         }
     }
+    if cut {
+        out.push_str(CUT_MARK);
+    }
     if out.is_empty() {
         "%".into()
     } else {
         out
     }
 }
+
+/// Characters of a value kept before it is cut.
+const CUT_AT: usize = 200;
+/// What ends a cut value.
+const CUT_MARK: &str = "%*";
 
 impl Entry {
     /// The canonical bytes: a version line, then `key=value` lines in this fixed order,
@@ -1256,6 +1267,20 @@ mod tests {
         };
         assert_eq!(Entry::decode(&e.encode()), Some(e));
         assert_eq!(Entry::decode("identity-audit/v1\ntime=x\n"), None);
+    }
+
+    /// A value longer than the cap is cut and says so: it never reads as a value of exactly
+    /// the kept length (docs/audit-log.md §9.1), and no escaped value ends in the mark.
+    #[test]
+    fn a_cut_value_is_marked() {
+        let exact = "x".repeat(200);
+        let longer = format!("{exact}y");
+        assert_eq!(escape(Some(&exact)), exact);
+        assert_ne!(escape(Some(&longer)), escape(Some(&exact)));
+        assert!(escape(Some(&longer)).ends_with("%*"));
+        for v in ["*", "%*", "a%*", "%", "%%*"] {
+            assert!(!escape(Some(v)).ends_with("%*"), "{v}");
+        }
     }
 
     #[test]
