@@ -11,8 +11,8 @@ use identity_core::storage::testing::fresh_db;
 use identity_core::storage::Backend;
 use identity_core::Clock;
 use identity_sdk::audit::{
-    empty_root, key_id, leaf_hash, node_hash, signature_line, verify_consistency,
-    verify_inclusion, Checkpoint, Hash, TreeBuilder, VerifierKey,
+    empty_root, key_id, leaf_hash, node_hash, signature_line, verify_consistency, verify_inclusion,
+    Checkpoint, Hash, TreeBuilder, VerifierKey,
 };
 
 const ENTRY_A: &str = "identity-audit/v1\ntime=1767225600000\nevent=token.issued\noutcome=success\nclient=audit-tool\nrequest=q1Xl0vJd2Yp_8mQy-3fTzA\nsubject=-\nsource=-\ndetail=client_credentials%20audit\n";

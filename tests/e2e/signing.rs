@@ -340,7 +340,11 @@ async fn signed_through_the_sdk(backend: Backend) {
     // The passkey's key is a JWK (RFC 7517), not a library's own serialisation.
     let jwk = &result["evidence"]["public_key"];
     assert_eq!(
-        (jwk["kty"].as_str(), jwk["crv"].as_str(), jwk["alg"].as_str()),
+        (
+            jwk["kty"].as_str(),
+            jwk["crv"].as_str(),
+            jwk["alg"].as_str()
+        ),
         (Some("EC"), Some("P-256"), Some("ES256")),
         "{jwk}"
     );
