@@ -177,10 +177,20 @@ fn spec_core_formats_the_example_events() {
     assert_eq!(detail("._~:/@+"), "._~:/@+");
     assert_eq!(detail("\u{e9}"), "%C3%A9");
     assert_eq!(detail("\u{65e5}"), "%E6%97%A5");
-    // At most 200 characters (Unicode scalar values) are kept, then escaped.
-    assert_eq!(detail("x".repeat(250).as_str()), "x".repeat(200));
-    assert_eq!(detail("\u{e9}".repeat(201).as_str()), "%C3%A9".repeat(200));
-    // So two different values can give one field (see "Known ambiguities").
+    // At most 200 characters (Unicode scalar values) are kept, then escaped, and a cut
+    // value ends in `%*`; `*` itself is always escaped.
+    assert_eq!(detail("x".repeat(200).as_str()), "x".repeat(200));
+    assert_eq!(
+        detail("x".repeat(250).as_str()),
+        format!("{}%*", "x".repeat(200))
+    );
+    assert_eq!(
+        detail("\u{e9}".repeat(201).as_str()),
+        format!("{}%*", "%C3%A9".repeat(200))
+    );
+    assert_eq!(detail("*"), "%2A");
+    // Two long values that agree on their first 200 characters still give one field, but
+    // it says that it was cut (§9.1).
     assert_eq!(
         detail(format!("{}1", "x".repeat(200)).as_str()),
         detail(format!("{}2", "x".repeat(200)).as_str())
