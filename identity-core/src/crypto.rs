@@ -205,6 +205,11 @@ impl KeyedHash {
         B64.encode(self.tag(parts))
     }
 
+    /// The HMAC over the parts (as [`KeyedHash::hash`]), as 32 raw bytes.
+    pub fn bytes(&self, parts: &[&[u8]]) -> Vec<u8> {
+        self.tag(parts).as_ref().to_vec()
+    }
+
     fn message(parts: &[&[u8]]) -> Vec<u8> {
         let mut msg = Vec::new();
         for p in parts {

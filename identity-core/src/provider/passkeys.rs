@@ -23,6 +23,11 @@ use crate::model::ACR_PASSKEY;
 use crate::schema::*;
 use crate::storage::DbConnection;
 
+/// How many credentials a username-first passkey start lists, its own and stand-ins.
+const LISTED: usize = 4;
+/// Credential id lengths (bytes) of common authenticators, which the stand-ins take.
+const STAND_IN_LENGTHS: [usize; 3] = [16, 32, 64];
+
 /// How long a ceremony may take, from the options to the answer.
 pub const CEREMONY_TTL: i64 = 300;
 
@@ -463,14 +468,18 @@ impl Provider {
                     let state: &PasskeyAuthentication = &state;
                     let state = serde_json::to_string(state).map_err(internal_json)?;
                     let mut options = serde_json::to_value(&rcr).map_err(internal_json)?;
-                    // Without transports, as the stand-in has none: their presence would
-                    // tell a real credential from it.
-                    if let Some(list) = options["publicKey"]["allowCredentials"].as_array_mut() {
-                        for c in list {
+                    if let (Some(u), Some(list)) = (
+                        &username,
+                        options["publicKey"]["allowCredentials"].as_array_mut(),
+                    ) {
+                        // Without transports, as the stand-ins have none: their presence
+                        // would tell a real credential from them.
+                        for c in list.iter_mut() {
                             if let Some(c) = c.as_object_mut() {
                                 c.remove("transports");
                             }
                         }
+                        *list = this.listed_credentials(u, std::mem::take(list));
                     }
                     return this.store_ceremony(conn, Purpose::Login, Some(c), state, options);
                 }
@@ -494,10 +503,7 @@ impl Provider {
                         pk.remove("extensions");
                         pk.insert(
                             "allowCredentials".into(),
-                            serde_json::json!([{
-                                "type": "public-key",
-                                "id": this.inner.throttle_key.hash(&[b"decoy-credential", u.as_bytes()]),
-                            }]),
+                            Value::Array(this.listed_credentials(u, Vec::new())),
                         );
                     }
                     return this.store_ceremony(conn, Purpose::Login, None, state, options);
@@ -506,6 +512,32 @@ impl Provider {
             })
         })
         .await
+    }
+
+    /// The credentials a username-first start lists for `username`: its own (`real`), then
+    /// stand-ins up to [`LISTED`], each of a length real authenticators use, all in an
+    /// order fixed by a keyed hash. The same username gets the same list each time, and an
+    /// account with one passkey, several, none, or no account at all get lists of the same
+    /// length, lengths and order, so neither tells who has an account (issue 17). Only a
+    /// citizen with more than [`LISTED`] passkeys shows a longer list.
+    fn listed_credentials(&self, username: &str, real: Vec<Value>) -> Vec<Value> {
+        let key = &self.inner.throttle_key;
+        let u = username.as_bytes();
+        let mut list = real;
+        let mut i: u8 = 0;
+        while list.len() < LISTED {
+            let mut id = key.bytes(&[b"decoy-credential", u, &[i]]);
+            let len = STAND_IN_LENGTHS[usize::from(id[0]) % STAND_IN_LENGTHS.len()];
+            id.extend(key.bytes(&[b"decoy-credential-more", u, &[i]]));
+            id.truncate(len);
+            list.push(serde_json::json!({"type": "public-key", "id": b64(&id)}));
+            i += 1;
+        }
+        list.sort_by_cached_key(|c| {
+            let id = c["id"].as_str().unwrap_or_default();
+            key.hash(&[b"decoy-order", u, id.as_bytes()])
+        });
+        list
     }
 
     /// Finishes a passkey login and opens a session at the passkey level, replacing `old`.

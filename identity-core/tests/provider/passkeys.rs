@@ -570,18 +570,45 @@ pub async fn passkey_login_start_does_not_enumerate(backend: Backend) {
     let nobody = start("nobody-at-all").await;
     assert_eq!(shape(&with_key), shape(&without_key));
     assert_eq!(shape(&with_key), shape(&nobody));
-    let id = |o: &serde_json::Value| o["publicKey"]["allowCredentials"][0]["id"].clone();
+    let ids = |o: &serde_json::Value| -> Vec<String> {
+        o["publicKey"]["allowCredentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
     assert_eq!(
-        id(&nobody),
-        id(&start("nobody-at-all").await),
+        ids(&nobody),
+        ids(&start("nobody-at-all").await),
         "the same each time"
     );
-    assert_ne!(id(&nobody), id(&without_key));
-    assert_eq!(
-        id(&with_key).as_str().unwrap().len(),
-        id(&nobody).as_str().unwrap().len(),
-        "{with_key} {nobody}"
-    );
+    assert_ne!(ids(&nobody), ids(&without_key));
+    // The same number of credentials, of lengths real authenticators use, whether the
+    // account has one passkey, two, none, or does not exist (issue 17).
+    let lengths = |o: &serde_json::Value| -> Vec<usize> {
+        ids(o)
+            .iter()
+            .map(|id| URL_SAFE_NO_PAD.decode(id).unwrap().len())
+            .collect()
+    };
+    let _laptop = f.add_passkey(&session, "Laptop").await;
+    let with_two = start("chan").await;
+    for o in [&with_key, &with_two, &without_key, &nobody] {
+        assert_eq!(ids(o).len(), 4, "{o}");
+        assert!(lengths(o).iter().all(|n| [16, 32, 64].contains(n)), "{o}");
+    }
+    let real: Vec<String> = f
+        .provider
+        .passkeys(Some(session.clone()))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert!(real.iter().all(|r| ids(&with_two).contains(r)));
+    assert_eq!(ids(&with_two), ids(&start("chan").await), "a fixed order");
     // A stand-in is kept as a username-first ceremony that names nobody, which refuses
     // every answer. (Kept as a discoverable one, it would log a real passkey's owner in,
     // telling that the username asked about has no passkey; the software authenticator
