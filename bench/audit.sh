@@ -21,4 +21,4 @@ sleep 3
 key=$(curl -s "http://127.0.0.1:$port/audit/key")
 echo "== identity-audit verify over HTTP =="
 /usr/bin/time -f "wall %e s, max RSS %M KiB" ./target/release/identity-audit --url "http://127.0.0.1:$port" --key "$key" \
-  --client-id demo-auditor --client-secret demo-auditor-secret verify
+  --client-id demo-auditor --client-key seeds/keys/demo-auditor.pem verify

@@ -42,10 +42,11 @@ REDIRECT_URI = "http://localhost:8081/callback"
 USERNAME = "demo"
 PASSWORD = "Lion-Rock-Harbour-2020"
 AUDITOR_ID = "demo-auditor"
-AUDITOR_SECRET = "demo-auditor-secret"
+# The demo auditor authenticates with private_key_jwt and DPoP-bound tokens; its key is
+# published with the demo data.
+AUDITOR_KEY = str(Path(__file__).resolve().parent.parent / "seeds/keys/demo-auditor.pem")
 
 BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-AUDITOR_BASIC = "Basic " + base64.b64encode(f"{AUDITOR_ID}:{AUDITOR_SECRET}".encode()).decode()
 FORM = "application/x-www-form-urlencoded"
 
 

@@ -103,16 +103,6 @@ def describe_answers(rows: list) -> tuple[Counter, int, int, int, int]:
 # --------------------------------------------------------------------------- audit log
 
 
-def auditor_token(host: str, port: int) -> str:
-    c = bl.Conn(host, port, 30)
-    st, _, body = c.request("POST", "/token", body="grant_type=client_credentials&scope=audit",
-                            headers={"Authorization": bl.AUDITOR_BASIC, "Content-Type": bl.FORM})
-    c.close()
-    if st != 200:
-        raise RuntimeError(f"the auditor's credential was refused: {st} {body[:200]!r}")
-    return json.loads(body)["access_token"]
-
-
 def checkpoint_size(host: str, port: int) -> int | None:
     try:
         st, _, body = bl.get(host, port, "/audit/checkpoint")
@@ -123,28 +113,26 @@ def checkpoint_size(host: str, port: int) -> int | None:
     return int(body.decode().splitlines()[1])
 
 
-def logged_request_ids(host: str, port: int, token: str, size: int) -> set[str]:
-    """request= values of entries [0, size), through the auditor's interface."""
+def logged_request_ids(audit: str, host: str, port: int, key: str, size: int) -> set[str]:
+    """request= values of entries [0, size), through the auditor's interface (the tool
+    authenticates with the demo auditor's key and DPoP-bound tokens)."""
     ids = set()
-    c = bl.Conn(host, port, 60)
-    for start in range(0, size, 10_000):
-        end = min(size, start + 10_000)
-        st, _, body = c.request("GET", f"/audit/entries?start={start}&end={end}",
-                                headers={"Authorization": f"Bearer {token}"})
-        if st != 200:
-            raise RuntimeError(f"/audit/entries answered {st}")
-        for line in body.decode().splitlines():
-            _, _, b64 = line.partition(" ")
-            for field in base64.b64decode(b64).decode("utf-8", "replace").splitlines():
-                if field.startswith("request="):
-                    ids.add(field[len("request="):])
-    c.close()
+    cmd = [audit, "--url", f"http://{host}:{port}", "--key", key, "--client-id", bl.AUDITOR_ID,
+           "--client-key", bl.AUDITOR_KEY, "entries", "--start", "0", "--end", str(size)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"identity-audit entries: {out.stderr.strip()}")
+    for line in out.stdout.splitlines():
+        _, _, b64 = line.partition(" ")
+        for field in base64.b64decode(b64).decode("utf-8", "replace").splitlines():
+            if field.startswith("request="):
+                ids.add(field[len("request="):])
     return ids
 
 
 def run_audit(audit: str, host: str, port: int, key: str, state: str) -> tuple[int, str]:
     cmd = [audit, "--url", f"http://{host}:{port}", "--key", key, "--client-id", bl.AUDITOR_ID,
-           "--client-secret", bl.AUDITOR_SECRET, "verify", "--state", state]
+           "--client-key", bl.AUDITOR_KEY, "verify", "--state", state]
     out = subprocess.run(cmd, capture_output=True, text=True)
     return out.returncode, (out.stdout + out.stderr).strip()
 
@@ -201,13 +189,12 @@ def part_kill(args, binary: str, audit: str, cleanup: bl.Cleanup) -> tuple[bool,
 
     # Every acknowledged grant in the log, once the restarted server has signed a checkpoint over it.
     key_after = bl.get(host, port, "/audit/key")[2].decode().strip()
-    token = auditor_token(host, port)
     missing = set(acked)
     size = 0
     t_wait = time.monotonic()
     while time.monotonic() - t_wait < 60:
         size = checkpoint_size(host, port) or 0
-        missing = set(acked) - logged_request_ids(host, port, token, size)
+        missing = set(acked) - logged_request_ids(audit, host, port, key, size)
         if not missing:
             break
         time.sleep(1)

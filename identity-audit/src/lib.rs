@@ -157,6 +157,22 @@ impl Auditor {
             .collect()
     }
 
+    /// The entries `[start, end)` as the server gives them (index and bytes), fetched a
+    /// page at a time; nothing is verified (for tools that read the log, not for audits).
+    pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, Failure> {
+        let mut all = Vec::new();
+        let mut at = start;
+        while at < end {
+            let page = self.page(at, end.min(at + PAGE)).await?;
+            let Some(&(last, _)) = page.last() else {
+                break;
+            };
+            all.extend(page);
+            at = last + 1;
+        }
+        Ok(all)
+    }
+
     async fn page(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, Failure> {
         let text = self
             .get(&format!("/audit/entries?start={start}&end={end}"))

@@ -1,5 +1,6 @@
 //! `identity-audit`: verify the identity service's audit log against a pinned key.
 
+use base64::Engine;
 use clap::{Parser, Subcommand};
 use identity_audit::{Auditor, Credential};
 use identity_sdk::audit::VerifierKey;
@@ -49,6 +50,16 @@ enum Command {
         /// The entry's index.
         #[arg(long)]
         index: u64,
+    },
+    /// Print the entries [start, end) as the server gives them, one `index base64` line
+    /// each, unverified (for scripts that read the log; `verify` is the audit).
+    Entries {
+        /// The first index.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// One past the last index.
+        #[arg(long)]
+        end: u64,
     },
     /// Make a private key for an auditor client: the PEM goes to FILE (readable by its
     /// owner only), and the public JWKS to register (`identity-server client add --jwks`)
@@ -122,6 +133,22 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("OK: {}", report.summary))
+        }
+        Command::Entries { start, end } => {
+            let entries = auditor
+                .entries(start, end)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(entries
+                .iter()
+                .map(|(i, e)| {
+                    format!(
+                        "{i} {}",
+                        base64::engine::general_purpose::STANDARD.encode(e)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
         }
         // Answered above, before connecting; kept so the match stays whole.
         Command::NewClientKey { file } => new_client_key(&file),

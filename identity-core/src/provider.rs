@@ -398,6 +398,7 @@ struct ClientRow {
     jwks_uri: Option<String>,
     signing_return_uris: Option<String>,
     signing_callback_uris: Option<String>,
+    _keys_set_at: Option<i64>,
 }
 
 /// A list of URIs stored as a JSON array, NULL when empty.

@@ -48,6 +48,7 @@ diesel::table! {
         jwks_uri -> Nullable<Text>,
         signing_return_uris -> Nullable<Text>,
         signing_callback_uris -> Nullable<Text>,
+        keys_set_at -> Nullable<BigInt>,
     }
 }
 

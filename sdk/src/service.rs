@@ -37,6 +37,8 @@ pub struct ServiceClient {
     http: reqwest::Client,
     issuer: String,
     token_endpoint: String,
+    /// The token endpoint without query or fragment, as a DPoP proof names it.
+    token_htu: String,
     client_id: String,
     key: ClientKey,
     dpop: ClientKey,
@@ -44,6 +46,14 @@ pub struct ServiceClient {
     token: tokio::sync::Mutex<Option<(ClientSecret, Instant)>>,
     /// The service's latest DPoP nonce (RFC 9449 §8), sent with every proof once seen.
     nonce: Mutex<Option<String>>,
+}
+
+/// A URL as a DPoP proof's `htu` names it: without query and fragment (RFC 9449 §4.2).
+fn without_query(url: &url::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
 }
 
 fn http_error(e: reqwest::Error) -> ClientError {
@@ -92,10 +102,14 @@ impl ServiceClient {
             .as_str()
             .ok_or(ClientError::Unexpected)?
             .to_owned();
+        let token_htu = url::Url::parse(&token_endpoint)
+            .map(|u| without_query(&u))
+            .map_err(|_| ClientError::Unexpected)?;
         Ok(ServiceClient {
             http,
             issuer,
             token_endpoint,
+            token_htu,
             client_id: client_id.to_owned(),
             key,
             dpop: ClientKey::generate("dpop"),
@@ -121,23 +135,23 @@ impl ServiceClient {
     }
 
     /// Sends `request` with the access token and a DPoP proof for its method and URL,
-    /// once more with the service's nonce if it asks for one. The body must be in memory
-    /// (JSON, a form, bytes), since the request may be sent twice.
+    /// once more with the service's nonce if it asks for one, and once more with a new
+    /// token if the service refuses the one held (revoked, or issued under keys since
+    /// replaced). The body must be in memory (JSON, a form, bytes), since the request may
+    /// be sent again.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
         let request = request.build().map_err(http_error)?;
-        let token = self.token().await?;
-        let mut htu = request.url().clone();
-        htu.set_query(None);
-        htu.set_fragment(None);
-        let mut retried = false;
+        let mut token = self.token().await?;
+        let htu = without_query(request.url());
+        let (mut retried, mut renewed) = (false, false);
         loop {
             let mut attempt = request.try_clone().ok_or(ClientError::Unexpected)?;
             let proof = self.dpop.proof(
                 request.method().as_str(),
-                htu.as_str(),
+                &htu,
                 Some(token.expose()),
                 self.current_nonce().as_deref(),
             );
@@ -157,7 +171,24 @@ impl ServiceClient {
                 retried = true;
                 continue;
             }
+            if !renewed && r.status() == reqwest::StatusCode::UNAUTHORIZED {
+                renewed = true;
+                self.forget_token(&token).await;
+                token = self.token().await?;
+                continue;
+            }
             return Ok(r);
+        }
+    }
+
+    /// Drops the held token if it is still `refused` (another caller may have renewed it).
+    async fn forget_token(&self, refused: &ClientSecret) {
+        let mut held = self.token.lock().await;
+        if held
+            .as_ref()
+            .is_some_and(|(t, _)| t.expose() == refused.expose())
+        {
+            *held = None;
         }
     }
 
@@ -202,7 +233,7 @@ impl ServiceClient {
             ];
             let proof = self.dpop.proof(
                 "POST",
-                &self.token_endpoint,
+                &self.token_htu,
                 None,
                 self.current_nonce().as_deref(),
             );
@@ -237,7 +268,8 @@ impl ServiceClient {
                 .ok_or(ClientError::Unexpected)?,
         );
         let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(60));
-        let until = Instant::now() + lifetime.saturating_sub(MARGIN);
+        // A short-lived token is still kept for half its life, not fetched for every call.
+        let until = Instant::now() + lifetime.saturating_sub(MARGIN.min(lifetime / 2));
         *held = Some((token.clone(), until));
         Ok(token)
     }

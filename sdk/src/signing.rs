@@ -240,17 +240,17 @@ fn verify_passkey_signature(jwk: &Value, message: &[u8], sig: &[u8]) -> Result<(
     };
     let alg = jwk["alg"].as_str();
     match (jwk["kty"].as_str(), jwk["crv"].as_str(), alg) {
-        (Some("EC"), Some("P-256"), None | Some("ES256")) => {
+        (Some("EC"), Some("P-256"), Some("ES256")) => {
             UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point(32)?)
                 .verify(message, sig)
                 .map_err(refused)
         }
-        (Some("EC"), Some("P-384"), None | Some("ES384")) => {
+        (Some("EC"), Some("P-384"), Some("ES384")) => {
             UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, point(48)?)
                 .verify(message, sig)
                 .map_err(refused)
         }
-        (Some("OKP"), Some("Ed25519"), None | Some("EdDSA")) => {
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA")) => {
             UnparsedPublicKey::new(&ED25519, member("x")?)
                 .verify(message, sig)
                 .map_err(refused)

@@ -122,6 +122,10 @@ async fn verifies_then_detects_a_changed_entry(backend: Backend) {
     a.verify_inclusion(3).await.unwrap();
     let db = db(&server);
     let original = entry(&db, 3);
+    // The unverified read scripts use (`identity-audit entries`) gives every entry.
+    let all = a.entries(0, size).await.unwrap();
+    assert_eq!(all.len() as u64, size);
+    assert_eq!(all[3], (3, original.clone().into_bytes()));
     set_entry(
         &db,
         3,

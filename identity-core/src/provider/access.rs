@@ -145,7 +145,11 @@ impl Provider {
             .and_then(|c| c.get("jkt"))
             .and_then(Value::as_str)
         else {
-            return Ok(());
+            // A confirmation of any other kind is one this service never issues.
+            return match claims.cnf {
+                None => Ok(()),
+                Some(_) => Err(Error::InvalidToken),
+            };
         };
         let proof = presented
             .proof
@@ -199,28 +203,33 @@ impl Provider {
             // removed client, or one that lost the scope, loses access at once on every
             // replica; and a token its client revoked is refused.
             let citizen = this.inner.db.with(|conn| {
-                let registered: Option<(String, bool)> = clients::table
+                let registered: Option<(String, bool, Option<i64>)> = clients::table
                     .find(&claims.client_id)
                     .select((
                         clients::scopes,
                         clients::jwks
                             .is_not_null()
                             .or(clients::jwks_uri.is_not_null()),
+                        clients::keys_set_at,
                     ))
                     .get_result(conn)
                     .optional()?;
-                let Some((scopes, uses_keys)) = registered else {
+                let Some((scopes, uses_keys, keys_set_at)) = registered else {
                     return Err(Error::InvalidToken);
                 };
                 let scopes = Scopes::parse(&scopes);
                 if !scopes.has(scope) {
                     return Err(Error::InvalidToken);
                 }
-                // A registration or audit token counts only bound to a key (checked above
-                // against the proof) and only while its client still proves itself by keys.
-                if Scopes::parse(scope).needs_key_binding() && !(claims.cnf.is_some() && uses_keys)
-                {
-                    return Err(Error::InvalidToken);
+                // A registration or audit token counts only bound to a DPoP key (checked
+                // above against the proof), only while its client still proves itself by
+                // keys, and only if issued since those keys were set.
+                if Scopes::parse(scope).needs_key_binding() {
+                    let bound = claims.cnf.as_ref().and_then(|c| c.get("jkt")).is_some();
+                    let current = keys_set_at.is_none_or(|set| claims.iat >= set);
+                    if !(bound && uses_keys && current) {
+                        return Err(Error::InvalidToken);
+                    }
                 }
                 let Some(fid) = &claims.fid else {
                     if Self::access_revoked(conn, &claims.jti)? {

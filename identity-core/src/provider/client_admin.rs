@@ -244,12 +244,16 @@ impl Provider {
                 ))
             }
         }
+        let now = self.inner.clock.now();
         self.update_client(id, "keys", move |conn, id| {
             Ok(diesel::update(clients::table.find(id))
                 .set((
                     clients::jwks.eq(&jwks),
                     clients::jwks_uri.eq(&jwks_uri),
                     clients::secret_hash.eq(None::<String>),
+                    // Tokens fetched with the old keys (perhaps by whoever leaked them)
+                    // end now: the APIs refuse key-bound tokens issued before this.
+                    clients::keys_set_at.eq(now),
                 ))
                 .execute(conn)?)
         })

@@ -11,14 +11,27 @@ use webauthn_rs::prelude::{COSEAlgorithm, COSEKey, COSEKeyType, ECDSACurve, EDDS
 /// algorithm (left out for one JOSE does not name).
 pub(super) fn passkey_jwk(key: &COSEKey) -> Value {
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    // A coordinate is the full size of its curve's field, zeros on the left (RFC 7518
+    // §6.2.1.2); an integer has no leading zero octets, and zero is one zero octet
+    // (Base64urlUInt, RFC 7518 §2).
+    let coordinate = |c: &[u8], size: usize| {
+        let mut full = vec![0u8; size.saturating_sub(c.len())];
+        full.extend_from_slice(c);
+        b64(&full)
+    };
+    let uint = |n: &[u8]| {
+        let digits: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
+        b64(if digits.is_empty() { &[0] } else { &digits })
+    };
     let mut jwk = match &key.key {
         COSEKeyType::EC_EC2(ec) => {
-            let crv = match ec.curve {
-                ECDSACurve::SECP256R1 => "P-256",
-                ECDSACurve::SECP384R1 => "P-384",
-                ECDSACurve::SECP521R1 => "P-521",
+            let (crv, size) = match ec.curve {
+                ECDSACurve::SECP256R1 => ("P-256", 32),
+                ECDSACurve::SECP384R1 => ("P-384", 48),
+                ECDSACurve::SECP521R1 => ("P-521", 66),
             };
-            json!({"kty": "EC", "crv": crv, "x": b64(&ec.x), "y": b64(&ec.y)})
+            json!({"kty": "EC", "crv": crv,
+                   "x": coordinate(&ec.x, size), "y": coordinate(&ec.y, size)})
         }
         COSEKeyType::EC_OKP(okp) => {
             let crv = match okp.curve {
@@ -27,11 +40,7 @@ pub(super) fn passkey_jwk(key: &COSEKey) -> Value {
             };
             json!({"kty": "OKP", "crv": crv, "x": b64(&okp.x)})
         }
-        COSEKeyType::RSA(rsa) => {
-            // JWK integers are unsigned big-endian with no leading zero octets (RFC 7518 §6.3.1).
-            let e: Vec<u8> = rsa.e.iter().copied().skip_while(|b| *b == 0).collect();
-            json!({"kty": "RSA", "n": b64(&rsa.n), "e": b64(&e)})
-        }
+        COSEKeyType::RSA(rsa) => json!({"kty": "RSA", "n": uint(&rsa.n), "e": uint(&rsa.e)}),
     };
     let alg = match key.type_ {
         COSEAlgorithm::ES256 => Some("ES256"),
@@ -80,16 +89,26 @@ mod tests {
     }
 
     #[test]
-    fn rsa_exponents_lose_their_leading_zeros_and_ed25519_is_okp() {
+    fn rsa_integers_lose_their_leading_zeros_and_ed25519_is_okp() {
         let rsa: COSEKey = serde_json::from_value(json!({
             "type_": "RS256",
-            "key": {"RSA": {"n": [0xc0, 0x01], "e": [0, 1, 0]}}
+            "key": {"RSA": {"n": [0, 0xc0, 0x01], "e": [0, 1, 0]}}
         }))
         .unwrap();
         assert_eq!(
             passkey_jwk(&rsa),
             json!({"kty": "RSA", "alg": "RS256", "n": "wAE", "e": "AQA"})
         );
+        // A short coordinate is padded to its curve's size.
+        let short: COSEKey = serde_json::from_value(json!({
+            "type_": "ES256",
+            "key": {"EC_EC2": {"curve": "SECP256R1", "x": vec![1u8; 31], "y": vec![2u8; 32]}}
+        }))
+        .unwrap();
+        let x = passkey_jwk(&short)["x"].as_str().unwrap().to_owned();
+        let mut padded = vec![0u8];
+        padded.extend([1u8; 31]);
+        assert_eq!(x, URL_SAFE_NO_PAD.encode(padded));
         let ed: COSEKey = serde_json::from_value(json!({
             "type_": "EDDSA",
             "key": {"EC_OKP": {"curve": "ED25519", "x": [1, 2, 3]}}

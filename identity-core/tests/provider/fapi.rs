@@ -783,6 +783,51 @@ pub async fn registration_and_audit_need_keys_and_dpop(backend: Backend) {
         ));
     }
 
+    // Its key replaced (a leak answered with `client keys`): the token fetched with the
+    // old key ends at once, even though it is bound to a DPoP key its holder has; a token
+    // by the new key works.
+    let key = ClientKey::new("k1");
+    let mut c = client("office-2", "Dept R", false);
+    c.redirect_uris = vec![];
+    c.scopes = Some("registration".into());
+    c.jwks = Some(key.jwks.clone());
+    f.provider.register_client(c).await.unwrap();
+    let dpop = DpopKey::new();
+    let grant = |key: &ClientKey, at: i64| {
+        let p = f.provider.clone();
+        let input = TokenInput {
+            grant_type: Some("client_credentials".into()),
+            scope: Some("registration".into()),
+            dpop: Some(dpop.proof("POST", TOKEN, None, at)),
+            ..Default::default()
+        };
+        let auth = assertion_auth(key, "office-2", at);
+        async move { p.token(auth, input).await.unwrap().access_token }
+    };
+    let uses = |at: String, when: i64| {
+        let p = f.provider.clone();
+        let presented = Presented {
+            proof: Some(dpop.proof("GET", API, Some(&at), when)),
+            token: at,
+            dpop_scheme: true,
+            method: "GET".into(),
+            url: API.into(),
+        };
+        async move { p.api_caller(presented, "registration").await }
+    };
+    let old = grant(&key, now).await;
+    assert!(uses(old.clone(), now).await.is_ok());
+    f.clock.advance(1);
+    let new_key = ClientKey::new("k1");
+    f.provider
+        .set_client_keys("office-2", Some(new_key.jwks.clone()), None)
+        .await
+        .unwrap();
+    let later = f.clock.now();
+    assert!(matches!(uses(old, later).await, Err(Error::InvalidToken)));
+    let fresh = grant(&new_key, later).await;
+    assert!(uses(fresh, later).await.is_ok());
+
     // A client given the scope by SQL, with a secret: no token, however often it asks,
     // and never one from memory.
     sql("UPDATE clients SET scopes = 'openid signing registration' WHERE id = 'eservice'");

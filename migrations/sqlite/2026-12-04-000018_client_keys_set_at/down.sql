@@ -1,0 +1,1 @@
+ALTER TABLE clients DROP COLUMN keys_set_at;
