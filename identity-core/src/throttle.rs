@@ -121,7 +121,7 @@ impl ThrottleConfig {
         account: &str,
         address: &str,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<Counted> {
         let r = load_or_create(conn, account, now)?;
         let locked_until = r.last_failure_at + self.lock_after(r.failures);
         if locked_until > now {
@@ -146,7 +146,11 @@ impl ThrottleConfig {
         if won != 1 {
             return Err(RACE);
         }
-        self.count_address(conn, address, now)
+        self.count_address(conn, address, now)?;
+        Ok(Counted {
+            last_failure_at: r.last_failure_at,
+            next_allowed_at: r.next_allowed_at,
+        })
     }
 
     /// Counts an attempt against a source address alone (at most `per_address_limit` per
@@ -209,9 +213,24 @@ impl ThrottleConfig {
         refund(conn, address)
     }
 
-    /// A counted attempt was never checked (the hashing pool was full): give it back.
-    pub fn not_checked(&self, conn: &mut DbConnection, account: &str, address: &str) -> Result<()> {
-        refund(conn, account)?;
+    /// A counted attempt was never checked (the hashing pool failed it): give it back whole,
+    /// its failure and the times it set, or an attempt after a lock had ended would lock
+    /// the account again though no password was wrong.
+    pub fn not_checked(
+        &self,
+        conn: &mut DbConnection,
+        account: &str,
+        address: &str,
+        counted: &Counted,
+    ) -> Result<()> {
+        diesel::update(throttles::table.find(account))
+            .filter(throttles::failures.gt(0))
+            .set((
+                throttles::failures.eq(throttles::failures - 1),
+                throttles::last_failure_at.eq(counted.last_failure_at),
+                throttles::next_allowed_at.eq(counted.next_allowed_at),
+            ))
+            .execute(conn)?;
         refund(conn, address)
     }
 
@@ -220,6 +239,14 @@ impl ThrottleConfig {
         diesel::delete(throttles::table.find(account)).execute(conn)?;
         Ok(())
     }
+}
+
+/// What counting an attempt changed on its account's row, to give back if the attempt is
+/// never checked.
+#[derive(Clone, Copy, Debug)]
+pub struct Counted {
+    last_failure_at: i64,
+    next_allowed_at: i64,
 }
 
 fn refund(conn: &mut DbConnection, key: &str) -> Result<()> {

@@ -51,6 +51,7 @@ both!(
     registration_and_audit_need_keys_and_dpop,
     clients_moved_from_a_secret_to_keys,
     client_ids_cannot_pose_as_another_identity,
+    an_unchecked_attempt_arms_no_lock,
     throttling_and_lockout,
     weak_hash_rehashed_at_login,
     consent_withdrawal_revokes,
@@ -1535,4 +1536,28 @@ async fn client_ids_cannot_pose_as_another_identity(backend: Backend) {
         .register_client(client("clinic-app", "Dept X", false))
         .await
         .unwrap();
+}
+
+/// An attempt counted but never checked (the hashing pool failed it) is given back whole:
+/// after a lock has ended, it must not lock the account again, nor leave a delay, though
+/// no password was wrong (the gap the issue-17 note named).
+async fn an_unchecked_attempt_arms_no_lock(backend: Backend) {
+    use identity_core::throttle::ThrottleConfig;
+    let (db, _dir) = identity_core::storage::testing::fresh_db(backend);
+    let t = ThrottleConfig {
+        lockout_after: 3,
+        ..ThrottleConfig::default()
+    };
+    let mut now = 1_000_000;
+    for _ in 0..3 {
+        db.tx(|c| t.begin_attempt(c, "acct", "addr", now)).unwrap();
+        now += 10_000;
+    }
+    // Locked at three failures; the lock (15 minutes) has ended by now.
+    now += 3_600;
+    let counted = db.tx(|c| t.begin_attempt(c, "acct", "addr", now)).unwrap();
+    db.tx(|c| t.not_checked(c, "acct", "addr", &counted))
+        .unwrap();
+    let again = db.tx(|c| t.begin_attempt(c, "acct", "addr", now + 1));
+    assert!(again.is_ok(), "{again:?}");
 }

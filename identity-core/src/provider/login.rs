@@ -78,19 +78,21 @@ impl Provider {
         let now = self.inner.clock.now();
         let this = self.clone();
         let (acct, addr, user) = (account.clone(), address.clone(), username.clone());
-        let stored: Option<(String, String)> = blocking(move || {
+        let (counted, stored): (_, Option<(String, String)>) = blocking(move || {
             this.inner.db.tx(|conn| {
-                this.inner
+                let counted = this
+                    .inner
                     .config
                     .throttle
                     .begin_attempt(conn, &acct, &addr, now)?;
-                Ok(citizens::table
+                let stored = citizens::table
                     .inner_join(password_credentials::table)
                     .filter(citizens::username.eq(&user))
                     .filter(citizens::status.eq("active"))
                     .select((citizens::id, password_credentials::phc))
                     .get_result(conn)
-                    .optional()?)
+                    .optional()?;
+                Ok((counted, stored))
             })
         })
         .await?;
@@ -111,9 +113,12 @@ impl Provider {
                 let this = self.clone();
                 let (acct, addr) = (account.clone(), address.clone());
                 blocking(move || {
-                    this.inner
-                        .db
-                        .tx(|conn| this.inner.config.throttle.not_checked(conn, &acct, &addr))
+                    this.inner.db.tx(|conn| {
+                        this.inner
+                            .config
+                            .throttle
+                            .not_checked(conn, &acct, &addr, &counted)
+                    })
                 })
                 .await?;
                 return Err(e);
