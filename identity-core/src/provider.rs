@@ -41,6 +41,7 @@ mod evidence;
 mod housekeeping;
 mod login;
 mod logout;
+mod passkey_login;
 mod passkeys;
 mod recovery;
 mod refresh_grant;
