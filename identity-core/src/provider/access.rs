@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// Whether a token for a key-bound scope (registration, audit) still counts: bound to a
+/// DPoP key, its client still proving itself by keys, and issued since those keys were set
+/// (`client keys` replaced a leaked key: what was fetched with it ends).
+pub(super) fn key_bound_current(
+    claims: &AccessClaims,
+    uses_keys: bool,
+    keys_set_at: Option<i64>,
+) -> bool {
+    let bound = claims.cnf.as_ref().and_then(|c| c.get("jkt")).is_some();
+    bound && uses_keys && keys_set_at.is_none_or(|set| claims.iat >= set)
+}
+
 impl Provider {
     /// The claims UserInfo releases for an access token: only scopes the token carries
     /// and the citizen still consents to.
@@ -224,12 +236,10 @@ impl Provider {
                 // A registration or audit token counts only bound to a DPoP key (checked
                 // above against the proof), only while its client still proves itself by
                 // keys, and only if issued since those keys were set.
-                if Scopes::parse(scope).needs_key_binding() {
-                    let bound = claims.cnf.as_ref().and_then(|c| c.get("jkt")).is_some();
-                    let current = keys_set_at.is_none_or(|set| claims.iat >= set);
-                    if !(bound && uses_keys && current) {
-                        return Err(Error::InvalidToken);
-                    }
+                if Scopes::parse(scope).needs_key_binding()
+                    && !key_bound_current(&claims, uses_keys, keys_set_at)
+                {
+                    return Err(Error::InvalidToken);
                 }
                 let Some(fid) = &claims.fid else {
                     if Self::access_revoked(conn, &claims.jti)? {

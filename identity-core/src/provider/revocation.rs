@@ -125,6 +125,18 @@ impl Provider {
                 if claims.client_id != client.id {
                     return Ok(inactive);
                 }
+                // A registration or audit token is active only where the APIs accept it.
+                if Scopes::parse(&claims.scope).needs_key_binding() {
+                    let keys_set_at: Option<i64> = this.inner.db.with(|conn| {
+                        Ok(clients::table
+                            .find(&client.id)
+                            .select(clients::keys_set_at)
+                            .get_result(conn)?)
+                    })?;
+                    if !super::access::key_bound_current(&claims, client.uses_keys(), keys_set_at) {
+                        return Ok(inactive);
+                    }
+                }
                 if claims.fid.is_none()
                     && this
                         .inner

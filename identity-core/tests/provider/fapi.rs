@@ -817,6 +817,12 @@ pub async fn registration_and_audit_need_keys_and_dpop(backend: Backend) {
     };
     let old = grant(&key, now).await;
     assert!(uses(old.clone(), now).await.is_ok());
+    let introspected = |by: &ClientKey, at: i64, token: String| {
+        let p = f.provider.clone();
+        let auth = assertion_auth(by, "office-2", at);
+        async move { p.introspect(auth, token).await.unwrap()["active"].clone() }
+    };
+    assert_eq!(introspected(&key, now, old.clone()).await, true);
     f.clock.advance(1);
     let new_key = ClientKey::new("k1");
     f.provider
@@ -824,7 +830,15 @@ pub async fn registration_and_audit_need_keys_and_dpop(backend: Backend) {
         .await
         .unwrap();
     let later = f.clock.now();
-    assert!(matches!(uses(old, later).await, Err(Error::InvalidToken)));
+    assert!(matches!(
+        uses(old.clone(), later).await,
+        Err(Error::InvalidToken)
+    ));
+    assert_eq!(
+        introspected(&new_key, later, old).await,
+        false,
+        "introspection agrees with the APIs"
+    );
     let fresh = grant(&new_key, later).await;
     assert!(uses(fresh, later).await.is_ok());
 
