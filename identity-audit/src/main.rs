@@ -98,12 +98,8 @@ async fn run(cli: Cli) -> Result<String, String> {
         (Some(id), Some(path)) => {
             let pem = std::fs::read_to_string(&path)
                 .map_err(|e| format!("--client-key: {}: {e}", path.display()))?;
-            let key = ClientKey::from_pem(&pem).map_err(|_| {
-                format!(
-                    "--client-key: {} is not a PEM P-256 private key (PKCS#8)",
-                    path.display()
-                )
-            })?;
+            let key = ClientKey::from_pem(&pem)
+                .map_err(|e| format!("--client-key: {}: {e}", path.display()))?;
             Credential::Client {
                 id,
                 key: Box::new(key),

@@ -60,6 +60,9 @@ pub enum LoginError {
     /// The ID token failed verification.
     #[error("ID token: {0}")]
     Token(#[from] TokenError),
+    /// A client key that cannot be used: what is wrong with it.
+    #[error("client key: {0}")]
+    BadKey(&'static str),
 }
 
 fn http_error(e: reqwest::Error) -> LoginError {
@@ -127,12 +130,16 @@ impl ClientKey {
     /// ec_paramgen_curve:P-256` writes it, or [`ClientKey::to_pem`]). Its `kid` is its
     /// RFC 7638 thumbprint, so the file alone names the key.
     pub fn from_pem(pem: &str) -> Result<Self, LoginError> {
-        let (label, der) =
-            pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|_| LoginError::Unexpected)?;
+        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+            .map_err(|_| LoginError::BadKey("not a PEM file"))?;
         if label != "PRIVATE KEY" {
-            return Err(LoginError::Unexpected);
+            return Err(LoginError::BadKey(
+                "not an unencrypted PKCS#8 key (PEM label PRIVATE KEY)",
+            ));
         }
-        let key = Self::from_pkcs8("", &der)?;
+        let key = Self::from_pkcs8("", &der).map_err(|_| {
+            LoginError::BadKey("not a P-256 key, or its PKCS#8 document lacks the public key")
+        })?;
         let kid = key.thumbprint();
         Ok(ClientKey { kid, ..key })
     }
@@ -653,7 +660,10 @@ TCejkVnvo7U25yZm18oSZ+JsMntLjT/Y20sU+EzLaCestr6PElL6i8ka
             &OPENSSL_P256.replace("PRIVATE KEY", "EC PRIVATE KEY"),
             "not a key",
         ] {
-            assert!(ClientKey::from_pem(bad).is_err(), "{bad}");
+            assert!(
+                matches!(ClientKey::from_pem(bad), Err(LoginError::BadKey(_))),
+                "{bad}"
+            );
         }
     }
 
