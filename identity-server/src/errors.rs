@@ -182,10 +182,15 @@ impl ResponseError for OAuthError {
             );
         }
         if matches!(self.0, Error::InvalidToken) {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            // Both schemes the resources accept (RFC 6750 §3, RFC 9449 §7.1): a DPoP client
+            // learns the proof algorithms, a bearer client what it always did.
+            let challenge = format!(
+                "Bearer error=\"invalid_token\", DPoP error=\"invalid_token\", algs=\"{}\"",
+                identity_core::dpop::DPOP_ALGS.join(" ")
             );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         finish(resp, &self.0)
     }

@@ -94,10 +94,14 @@ async fn reused_code_refused_and_first_tokens_revoked() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 401);
-    assert!(revoked.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("invalid_token"));
+    let challenge = revoked.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    // The resources take DPoP-bound tokens too (the registration and audit APIs take only
+    // those), so the answer names that scheme and its algorithms (RFC 9449 §7.1).
+    assert!(
+        challenge.contains(r#"DPoP error="invalid_token", algs="ES256 PS256 EdDSA""#),
+        "{challenge}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
