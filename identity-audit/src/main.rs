@@ -68,6 +68,20 @@ enum Command {
         /// Where to write the private key; an existing file is never overwritten.
         file: PathBuf,
     },
+    /// Print the public JWKS to register for an existing client key (a PEM P-256 PKCS#8
+    /// file, from `new-client-key` or `openssl genpkey`); its `kid` is the key's RFC 7638
+    /// thumbprint, as the tool names the key when it signs.
+    ClientJwks {
+        /// The private key file.
+        file: PathBuf,
+    },
+}
+
+/// The public JWKS of the client key in `file`.
+fn client_jwks(file: &std::path::Path) -> Result<String, String> {
+    let pem = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let key = ClientKey::from_pem(&pem).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(key.jwks())
 }
 
 /// Writes a new client key to `file`, which must not exist; returns its public JWKS.
@@ -87,8 +101,10 @@ fn new_client_key(file: &std::path::Path) -> Result<String, String> {
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
-    if let Command::NewClientKey { file } = &cli.command {
-        return new_client_key(file);
+    match &cli.command {
+        Command::NewClientKey { file } => return new_client_key(file),
+        Command::ClientJwks { file } => return client_jwks(file),
+        _ => {}
     }
     let key = cli
         .key
@@ -148,6 +164,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         }
         // Answered above, before connecting; kept so the match stays whole.
         Command::NewClientKey { file } => new_client_key(&file),
+        Command::ClientJwks { file } => client_jwks(&file),
         Command::Inclusion { index } => {
             let report = auditor
                 .verify_inclusion(index)
@@ -202,6 +219,11 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
         assert!(new_client_key(&file).is_err(), "an existing key is kept");
+        assert_eq!(
+            client_jwks(&file).unwrap(),
+            jwks,
+            "the JWKS of the file's key"
+        );
         assert_eq!(
             ClientKey::from_pem(&std::fs::read_to_string(&file).unwrap())
                 .unwrap()
