@@ -1522,7 +1522,15 @@ async fn taken_username_refused_before_hashing(backend: Backend) {
 /// `cli:` prefix could be written exactly like another identity (docs/audit-log.md §9.2).
 async fn client_ids_cannot_pose_as_another_identity(backend: Backend) {
     let f = fixture(backend).await;
-    for id in ["cli:uid-0", "cli:", "office/officer-1", "/", "a/b"] {
+    let too_long = "x".repeat(101);
+    for id in [
+        "cli:uid-0",
+        "cli:",
+        "office/officer-1",
+        "/",
+        "a/b",
+        too_long.as_str(),
+    ] {
         let c = client(id, "Dept X", false);
         assert!(
             matches!(
@@ -1532,10 +1540,12 @@ async fn client_ids_cannot_pose_as_another_identity(backend: Backend) {
             "{id}"
         );
     }
-    f.provider
-        .register_client(client("clinic-app", "Dept X", false))
-        .await
-        .unwrap();
+    for id in ["clinic-app", &"y".repeat(100)] {
+        f.provider
+            .register_client(client(id, "Dept X", false))
+            .await
+            .unwrap();
+    }
 }
 
 /// An attempt counted but never checked (the hashing pool failed it) is given back whole:

@@ -50,9 +50,11 @@ impl Provider {
         }
         let alg = SigningAlg::parse(new.id_token_alg.as_deref().unwrap_or("ES256"))?;
         let id = new.id.unwrap_or_else(crate::crypto::random_name);
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        // At most 100, so that an audit detail naming an officer (`client/officer`, the
+        // officer at most 64) after its 30-character prefix is never cut at 200.
+        if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::InvalidRequest(
-                "client id must be 1-128 visible ASCII characters".into(),
+                "client id must be 1-100 visible ASCII characters".into(),
             ));
         }
         // The audit log writes an office's call as `client/officer` and the command line as
