@@ -178,6 +178,38 @@ fn escape(value: Option<&str>) -> String {
     }
 }
 
+/// A field's value as it was given (docs/audit-log.md §2.4): `None` when absent (`-`), the
+/// empty string for `%`, `%XX` decoded, and a cut value (`%*` at its end) ending in `…`.
+/// `None` also for bytes that are not UTF-8 or a broken escape.
+pub fn unescape(field: &str) -> Option<String> {
+    match field {
+        "-" => return None,
+        "%" => return Some(String::new()),
+        _ => {}
+    }
+    let (field, cut) = match field.strip_suffix(CUT_MARK) {
+        Some(kept) => (kept, true),
+        None => (field, false),
+    };
+    let mut bytes = Vec::with_capacity(field.len());
+    let mut rest = field.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let mut text = String::from_utf8(bytes).ok()?;
+    if cut {
+        text.push('…');
+    }
+    Some(text)
+}
+
 /// Characters of a value kept before it is cut.
 const CUT_AT: usize = 200;
 /// What ends a cut value.
@@ -1267,6 +1299,21 @@ mod tests {
         };
         assert_eq!(Entry::decode(&e.encode()), Some(e));
         assert_eq!(Entry::decode("identity-audit/v1\ntime=x\n"), None);
+    }
+
+    #[test]
+    fn fields_read_back_as_given() {
+        for v in ["", "-", "%", "a-b", "name#zh-Hant", "日本", "a b=c\n", "x*"] {
+            assert_eq!(unescape(&escape(Some(v))).as_deref(), Some(v), "{v}");
+        }
+        assert_eq!(unescape(&escape(None)), None);
+        let long = "y".repeat(201);
+        assert_eq!(
+            unescape(&escape(Some(&long))),
+            Some(format!("{}…", "y".repeat(200)))
+        );
+        assert_eq!(unescape("%G1"), None);
+        assert_eq!(unescape("%4"), None);
     }
 
     /// A value longer than the cap is cut and says so: it never reads as a value of exactly

@@ -52,6 +52,7 @@ both!(
     clients_moved_from_a_secret_to_keys,
     client_ids_cannot_pose_as_another_identity,
     an_unchecked_attempt_arms_no_lock,
+    releases_of_a_citizens_data_are_audited,
     throttling_and_lockout,
     weak_hash_rehashed_at_login,
     consent_withdrawal_revokes,
@@ -1570,4 +1571,60 @@ async fn an_unchecked_attempt_arms_no_lock(backend: Backend) {
         .unwrap();
     let again = db.tx(|c| t.begin_attempt(c, "acct", "addr", now + 1));
     assert!(again.is_ok(), "{again:?}");
+}
+
+/// Every release of a citizen's data is an audit event the citizen sees on the account
+/// page: UserInfo's (the client and the claim names, never the values) and an officer's
+/// read of the record (issue 19).
+async fn releases_of_a_citizens_data_are_audited(backend: Backend) {
+    let f = fixture(backend).await;
+    let session = f.login().await;
+    let code = f.code().await;
+    let tokens = f.exchange(&code, VERIFIER).await.unwrap();
+    let info = f
+        .provider
+        .userinfo(tokens.access_token.clone())
+        .await
+        .unwrap();
+    let email = info["email"].as_str().unwrap().to_owned();
+    let entries = f.audit_entries();
+    let released: Vec<&String> = entries
+        .iter()
+        .filter(|e| e.contains("event=data.released"))
+        .collect();
+    assert_eq!(released.len(), 1, "{entries:?}");
+    let r = released[0];
+    assert!(r.contains("client=eservice\n"), "{r}");
+    assert!(r.contains("detail=userinfo:"), "{r}");
+    assert!(r.contains("email+email_verified"), "{r}");
+    assert!(
+        !entries.iter().any(|e| e.contains(&email)),
+        "no value in the log"
+    );
+    let citizen = f
+        .provider
+        .session(Some(session.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    f.provider
+        .registration("office/officer-1", &citizen.citizen_id)
+        .await
+        .unwrap();
+    assert!(f
+        .audit_entries()
+        .iter()
+        .any(|e| e.contains("event=citizen.read") && e.contains("client=office/officer-1")));
+    // The citizen's own view lists both.
+    let seen: Vec<String> = f
+        .provider
+        .security_events(Some(session))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(seen.iter().any(|e| e == "data.released"), "{seen:?}");
+    assert!(seen.iter().any(|e| e == "citizen.read"), "{seen:?}");
 }

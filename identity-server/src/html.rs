@@ -294,6 +294,9 @@ pub struct EventRow<'a> {
     pub event: &'a str,
     /// Whether it succeeded.
     pub success: bool,
+    /// Who and what, for a release of the citizen's data: the e-service and the claims it
+    /// received, or the officer who read the record.
+    pub about: Option<String>,
 }
 
 /// What the account page shows.
@@ -449,9 +452,14 @@ pub fn account_page(f: &Frame<'_>, v: &AccountView<'_>) -> String {
     for e in v.events {
         let _ = write!(
             event_rows,
-            "<tr><td>{when}</td><td>{what}</td><td>{result}</td></tr>",
+            "<tr><td>{when}</td><td>{what}{about}</td><td>{result}</td></tr>",
             when = date_time(e.time_ms),
             what = esc(crate::i18n::event_label(f.lang, e.event)),
+            about = e
+                .about
+                .as_deref()
+                .map(|a| format!(": {}", esc(a)))
+                .unwrap_or_default(),
             result = esc(if e.success { t.succeeded } else { t.failed }),
         );
     }

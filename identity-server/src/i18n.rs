@@ -504,6 +504,20 @@ pub fn event_label(lang: Lang, kind: &str) -> &str {
                 "Account recovery started"
             }
         }
+        "data.released" => {
+            if zh {
+                "資料已提供予電子服務"
+            } else {
+                "Your data given to an e-service"
+            }
+        }
+        "citizen.read" => {
+            if zh {
+                "登記人員查閱你的紀錄"
+            } else {
+                "Your record viewed by an officer"
+            }
+        }
         "consent.given" => {
             if zh {
                 "同意分享資料"

@@ -603,7 +603,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
                 UserCommand::Show { id } => {
                     let r = provider
-                        .registration(&id)
+                        .registration(&cli_officer(), &id)
                         .await
                         .map_err(|e| e.to_string())?;
                     println!(

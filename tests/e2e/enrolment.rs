@@ -179,6 +179,11 @@ async fn enrolment_path(backend: Backend) {
         account.contains("Account activated"),
         "the security events show it"
     );
+    // And who read the record: the office's credential and the officer it named.
+    assert!(
+        account.contains("Your record viewed by an officer: demo-registration/officer-1"),
+        "{account}"
+    );
     // Used once.
     let again = post_activation(&browser(), &server, &link, "1990-05-17").await;
     assert_eq!(again.status(), 400);

@@ -25,16 +25,18 @@ impl Provider {
 
     /// UserInfo for a token as it was presented: a DPoP-bound token needs the `DPoP`
     /// scheme and a proof by its key for this request.
+    /// Every answer is a release of the citizen's data, audited as `data.released` with
+    /// the client, the citizen and the names of the claims (never their values); the
+    /// answer goes out only once that event is durable.
     pub async fn userinfo_presented(&self, presented: crate::dpop::Presented) -> Result<Value> {
-        let this = self.clone();
-        blocking(move || {
+        self.run(move |this, ev| {
             let claims = this.presented_claims(&presented)?;
             let fid = claims.fid.ok_or(Error::InvalidToken)?;
             let scope = Scopes::parse(&claims.scope);
             if !scope.has("openid") {
                 return Err(Error::InvalidToken);
             }
-            this.inner.db.with(|conn| {
+            let (out, family) = this.inner.db.with(|conn| {
                 let family: FamilyRow = token_families::table
                     .find(&fid)
                     .get_result(conn)
@@ -126,8 +128,16 @@ impl Provider {
                         out.insert("address".into(), json!({ "formatted": a }));
                     }
                 }
-                Ok(Value::Object(out))
-            })
+                Ok((out, family))
+            })?;
+            let names: Vec<&str> = out.keys().map(String::as_str).collect();
+            ev.push(
+                Event::new("data.released", Audited::Success)
+                    .client(&family.client_id)
+                    .citizen(&family.citizen_id)
+                    .detail(format!("userinfo:{}", names.join("+"))),
+            );
+            Ok(Value::Object(out))
         })
         .await
     }

@@ -11,7 +11,7 @@
 use diesel::prelude::*;
 use std::fmt;
 
-use super::{blocking, Provider, SessionToken};
+use super::{Provider, SessionToken};
 use crate::audit::{Event, Outcome as Audited};
 use crate::crypto::{random_name, random_token, token_hash};
 use crate::error::{Error, Result};
@@ -499,10 +499,13 @@ impl Provider {
     }
 
     /// A citizen's record as an officer sees it.
-    pub async fn registration(&self, citizen_id: &str) -> Result<CitizenRecord> {
-        let (this, id) = (self.clone(), citizen_id.to_owned());
-        blocking(move || {
-            this.inner.db.with(|conn| {
+    /// A citizen's record as `officer` reads it. The read is a release of the citizen's
+    /// data, audited as `citizen.read` naming the officer; the record comes back only once
+    /// that event is durable.
+    pub async fn registration(&self, officer: &str, citizen_id: &str) -> Result<CitizenRecord> {
+        let (officer, id) = (officer.to_owned(), citizen_id.to_owned());
+        self.run(move |this, ev| {
+            let record = this.inner.db.with(|conn| {
                 type Row = (
                     String,
                     String,
@@ -567,7 +570,13 @@ impl Provider {
                     passkeys,
                     has_password: passwords > 0,
                 })
-            })
+            })?;
+            ev.push(
+                Event::new("citizen.read", Audited::Success)
+                    .client(officer)
+                    .citizen(&record.id),
+            );
+            Ok(record)
         })
         .await
     }

@@ -67,7 +67,7 @@ pub async fn enrol_activate_and_recover(backend: Backend) {
         .unwrap();
     assert!(code.expose().len() >= 22, "at least 128 bits");
     assert!(!format!("{code:?}").contains(code.expose()));
-    let record = f.provider.registration(&id).await.unwrap();
+    let record = f.provider.registration(OFFICER, &id).await.unwrap();
     assert_eq!(record.status, "pending");
     assert_eq!(record.id_document_masked.as_deref(), Some("A1*****7"));
     assert!(!record.has_password);
@@ -105,7 +105,10 @@ pub async fn enrol_activate_and_recover(backend: Backend) {
         (s.amr.as_str(), s.acr.as_str()),
         ("otp", "urn:identity-service:acr:1")
     );
-    assert_eq!(f.provider.registration(&id).await.unwrap().status, "active");
+    assert_eq!(
+        f.provider.registration(OFFICER, &id).await.unwrap().status,
+        "active"
+    );
     // Used once.
     let again = f
         .provider
@@ -270,7 +273,7 @@ pub async fn credential_changes_end_other_access(backend: Backend) {
         .remove(0)
         .id;
     let recovery = f.recover(&id, false).await;
-    let record = f.provider.registration(&id).await.unwrap();
+    let record = f.provider.registration(OFFICER, &id).await.unwrap();
     assert!(!record.has_password);
     assert_eq!(record.status, "pending");
     assert!(login(second).await.is_err());
@@ -288,7 +291,10 @@ pub async fn credential_changes_end_other_access(backend: Backend) {
         .await
         .is_err());
     f.wong_session(recovery.expose()).await;
-    assert_eq!(f.provider.registration(&id).await.unwrap().status, "active");
+    assert_eq!(
+        f.provider.registration(OFFICER, &id).await.unwrap().status,
+        "active"
+    );
     assert!(f.passkey_login(&mut phone, "wong").await.is_ok());
 }
 
@@ -369,11 +375,16 @@ pub async fn enrolment_refusals(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        f.provider.registration(&id).await.unwrap().phone.as_deref(),
+        f.provider
+            .registration(OFFICER, &id)
+            .await
+            .unwrap()
+            .phone
+            .as_deref(),
         Some("+852 3000 0000")
     );
     assert!(matches!(
-        f.provider.registration("no-such-citizen").await,
+        f.provider.registration(OFFICER, "no-such-citizen").await,
         Err(Error::NotFound)
     ));
 }

@@ -173,8 +173,11 @@ pub(crate) async fn show(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    officer(&req, &state).await?;
-    let r = state.provider.registration(&path.into_inner()).await?;
+    let officer = officer(&req, &state).await?;
+    let r = state
+        .provider
+        .registration(&officer, &path.into_inner())
+        .await?;
     Ok(no_store(
         StatusCode::OK,
         &json!({

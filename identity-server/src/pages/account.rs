@@ -72,6 +72,7 @@ pub(crate) async fn account(
             time_ms: e.time_ms,
             event: &e.event,
             success: e.outcome == "success",
+            about: release_of(e),
         })
         .collect();
     let token = session.map(|s| s.expose().to_owned()).unwrap_or_default();
@@ -128,6 +129,25 @@ pub(crate) fn account_login_again<'a>(
         csrf,
         username,
         redirect_uri: None,
+    }
+}
+
+/// For a release of the citizen's data, who received it and what (claim names only, as
+/// the log holds them); `None` for other events.
+fn release_of(e: &identity_core::audit::Entry) -> Option<String> {
+    use identity_core::audit::unescape;
+    let who = unescape(&e.client)?;
+    match e.event.as_str() {
+        "data.released" => {
+            let detail = unescape(&e.detail).unwrap_or_default();
+            let claims = detail
+                .split_once(':')
+                .map_or(detail.as_str(), |(_, c)| c)
+                .replace('+', ", ");
+            Some(format!("{who} ({claims})"))
+        }
+        "citizen.read" => Some(who),
+        _ => None,
     }
 }
 
