@@ -131,43 +131,54 @@ async fn admin_commands(backend: Backend) {
     let (ok, out, _) = run(&cfg, &["seed"], None);
     assert!(ok && out.contains("demo-eservice"), "{out}");
 
-    // serve with this file; the printed secret works for client_credentials.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_port = crate::util::free_port();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "IDENTITY_METRICS_LISTEN",
-            format!("127.0.0.1:{metrics_port}"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://localhost:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut response = None;
-    while Instant::now() < deadline {
-        if let Ok(r) = http
-            .post(format!("{base}/token"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-        {
-            response = Some(r);
-            break;
+    // serve with this file; the printed secret works for client_credentials. A free port
+    // can be taken by a parallel test between the probe and the bind: a server that exits
+    // at once is started again on other ports.
+    let mut attempt = 0;
+    let (mut child, base, metrics_port, response) = loop {
+        attempt += 1;
+        let port = crate::util::free_port();
+        let metrics_port = crate::util::free_port();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("serve")
+            .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "IDENTITY_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://localhost:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut response = None;
+        while Instant::now() < deadline {
+            if let Ok(r) = http
+                .post(format!("{base}/token"))
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+            {
+                response = Some(r);
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if response.is_some() || attempt == 3 {
+            break (child, base, metrics_port, response);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let http = reqwest::Client::new();
     let r = response.expect("server answered");
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
