@@ -65,8 +65,7 @@ pub(crate) async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 
 #[utoipa::path(get, path = "/jwks", tag = "oidc",
     responses((status = 200, description = "The signing keys", body = crate::wire::JwksBody, content_type = "application/jwk-set+json"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let body = web::block(move || provider.keys().jwks())
@@ -135,8 +134,7 @@ pub(crate) fn authorize_input(p: &Params) -> AuthorizeInput {
     request_body(content = crate::wire::ParForm, content_type = "application/x-www-form-urlencoded"),
     security(("client_secret_basic" = []), ()),
     responses((status = 201, description = "Pushed", body = crate::wire::ParBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn par(
     req: HttpRequest,
     body: web::Bytes,
@@ -224,8 +222,7 @@ pub(crate) fn client_auth(
     request_body(content = crate::wire::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("client_secret_basic" = []), ()),
     responses((status = 200, description = "Tokens", body = crate::wire::TokenBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn token(
     req: HttpRequest,
     body: web::Bytes,
@@ -268,8 +265,7 @@ pub(crate) fn token_request(
     request_body(content = crate::wire::TokenParameterForm, content_type = "application/x-www-form-urlencoded"),
     security(("client_secret_basic" = []), ()),
     responses((status = 200, description = "Revoked, or the token was not known"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
@@ -287,8 +283,7 @@ pub(crate) async fn revoke(
     request_body(content = crate::wire::TokenParameterForm, content_type = "application/x-www-form-urlencoded"),
     security(("client_secret_basic" = []), ()),
     responses((status = 200, description = "Whether the token is active, and its claims", body = crate::wire::IntrospectionBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
@@ -304,8 +299,7 @@ pub(crate) async fn introspect(
 #[utoipa::path(method(get, post), path = "/userinfo", tag = "oidc",
     security(("access_token" = [])),
     responses((status = 200, description = "The claims the citizen consented to release", body = Object),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn userinfo(
     req: HttpRequest,
     body: web::Bytes,

@@ -77,6 +77,9 @@ impl Modify for Security {
         crate::api::audit::inclusion,
         crate::api::audit::consistency,
     ),
+    // The refusals are declared once (wire::ApiErrors), which names its schema but does
+    // not register it.
+    components(schemas(crate::wire::ErrorBody)),
     modifiers(&Security)
 )]
 struct ApiDoc;

@@ -18,8 +18,7 @@ pub(crate) async fn healthz() -> HttpResponse {
 /// Readiness: the database answers and its schema is current; otherwise 503.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "The database answers and its schema is current", body = String, content_type = "text/plain"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let unready = web::block(move || provider.ready().map(|()| provider.unready_reason()))

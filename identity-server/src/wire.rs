@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // The types below exist for their schemas; nothing constructs them.
 
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 /// Every OAuth and API error: RFC 6749 §5.2's `error` code and a description for people.
 #[derive(ToSchema)]
@@ -292,4 +292,15 @@ pub struct ConsistencyBody {
     to: u64,
     /// Base64 hashes.
     proof: Vec<String>,
+}
+
+/// The refusals every API operation may answer, declared once for all of them.
+#[derive(IntoResponses)]
+pub enum ApiErrors {
+    /// Refused: the OAuth error
+    #[response(status = "4XX")]
+    Refused(ErrorBody),
+    /// Busy or the database unreachable; see Retry-After
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }

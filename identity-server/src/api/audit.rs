@@ -43,8 +43,7 @@ fn query(req: &HttpRequest) -> Result<Params, Error> {
 
 #[utoipa::path(get, path = "/audit/checkpoint", tag = "audit",
     responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let note = web::block(move || provider.audit().latest_checkpoint())
@@ -75,8 +74,7 @@ pub(crate) async fn key(state: web::Data<AppState>) -> HttpResponse {
     params(("start" = u64, Query, description = "First index"), ("end" = u64, Query, description = "One past the last index")),
     security(("access_token" = [])),
     responses((status = 200, description = "Lines of `index base64(entry)`", body = String, content_type = "text/plain"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn entries(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -111,8 +109,7 @@ fn hashes(proof: &[identity_sdk::audit::Hash]) -> Vec<String> {
     params(("index" = u64, Query, description = "The entry"), ("size" = u64, Query, description = "The tree size")),
     security(("access_token" = [])),
     responses((status = 200, description = "The proof", body = crate::wire::InclusionBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn inclusion(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -131,8 +128,7 @@ pub(crate) async fn inclusion(
     params(("from" = u64, Query, description = "The older size"), ("to" = u64, Query, description = "The newer size")),
     security(("access_token" = [])),
     responses((status = 200, description = "The proof", body = crate::wire::ConsistencyBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn consistency(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -129,8 +129,7 @@ fn no_store(status: StatusCode, value: &Value) -> HttpResponse {
     request_body(content = EnrolBody),
     security(("access_token" = [])),
     responses((status = 201, description = "Enrolled; hand the activation code to the citizen", body = crate::wire::EnrolledBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn enrol(
     req: HttpRequest,
     bytes: web::Bytes,
@@ -166,8 +165,7 @@ pub(crate) async fn enrol(
         ("Officer" = String, Header, description = "The officer at the counter, recorded in the audit log")),
     security(("access_token" = [])),
     responses((status = 200, description = "The registration", body = crate::wire::CitizenBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn show(
     req: HttpRequest,
     path: web::Path<String>,
@@ -204,8 +202,7 @@ pub(crate) async fn show(
     request_body(content = UpdateBody),
     security(("access_token" = [])),
     responses((status = 204, description = "Changed"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn update(
     req: HttpRequest,
     path: web::Path<String>,
@@ -239,8 +236,7 @@ pub(crate) async fn update(
     request_body(content = StatusBody),
     security(("access_token" = [])),
     responses((status = 204, description = "Changed"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn status(
     req: HttpRequest,
     path: web::Path<String>,
@@ -263,8 +259,7 @@ pub(crate) async fn status(
     request_body(content = RecoveryBody),
     security(("access_token" = [])),
     responses((status = 202, description = "Asked for; nothing changes until a different officer approves", body = crate::wire::RecoveryRequestedBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn recovery(
     req: HttpRequest,
     path: web::Path<String>,
@@ -291,8 +286,7 @@ pub(crate) async fn recovery(
         ("Officer" = String, Header, description = "The approving officer: not the one who asked")),
     security(("access_token" = [])),
     responses((status = 200, description = "Approved: sessions ended, grants revoked, the password removed; a new activation code", body = crate::wire::RecoveryStartedBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn approve_recovery(
     req: HttpRequest,
     path: web::Path<String>,

@@ -48,8 +48,7 @@ async fn caller(req: &HttpRequest, state: &AppState) -> Result<(String, Option<S
     request_body(content = CreateBody),
     security(("access_token" = [])),
     responses((status = 201, description = "Asked; show the code and send the citizen to the approval URL", body = crate::wire::SigningCreatedBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn create(
     req: HttpRequest,
     bytes: web::Bytes,
@@ -90,8 +89,7 @@ pub(crate) async fn create(
     params(("id" = String, Path, description = "The request id")),
     security(("access_token" = [])),
     responses((status = 200, description = "Where the request stands", body = crate::wire::SigningStatusBody),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn result(
     req: HttpRequest,
     path: web::Path<String>,
@@ -114,8 +112,7 @@ pub(crate) async fn result(
 /// The signing CA's certificate, for e-services to pin and for `openssl cms -verify -CAfile`.
 #[utoipa::path(get, path = "/signing/ca", tag = "signing",
     responses((status = 200, description = "The signing CA's certificate, to pin", body = String, content_type = "application/x-pem-file"),
-        (status = "4XX", description = "Refused: the OAuth error", body = crate::wire::ErrorBody),
-        (status = 503, description = "Busy or the database unreachable; see Retry-After", body = crate::wire::ErrorBody)))]
+        crate::wire::ApiErrors))]
 pub(crate) async fn ca(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let provider = state.provider.clone();
     let ca = web::block(move || provider.signing_ca())
