@@ -31,6 +31,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Log(LogCommand),
+    /// Make a private key for an auditor client: the PEM goes to FILE (readable by its
+    /// owner only), and the public JWKS to register (`identity-server client add --jwks`)
+    /// is printed.
+    NewClientKey {
+        /// Where to write the private key; an existing file is never overwritten.
+        file: PathBuf,
+    },
+    /// Print the public JWKS to register for an existing client key (a PEM P-256 PKCS#8
+    /// file, from `new-client-key` or `openssl genpkey`); its `kid` is the key's RFC 7638
+    /// thumbprint, as the tool names the key when it signs.
+    ClientJwks {
+        /// The private key file.
+        file: PathBuf,
+    },
+}
+
+/// The commands that talk to the log.
+#[derive(Subcommand)]
+enum LogCommand {
     /// Check the latest checkpoint's signature (and, with --state, that the log extends
     /// the checkpoint saved there, by a consistency proof).
     Checkpoint {
@@ -61,20 +82,6 @@ enum Command {
         #[arg(long)]
         end: u64,
     },
-    /// Make a private key for an auditor client: the PEM goes to FILE (readable by its
-    /// owner only), and the public JWKS to register (`identity-server client add --jwks`)
-    /// is printed.
-    NewClientKey {
-        /// Where to write the private key; an existing file is never overwritten.
-        file: PathBuf,
-    },
-    /// Print the public JWKS to register for an existing client key (a PEM P-256 PKCS#8
-    /// file, from `new-client-key` or `openssl genpkey`); its `kid` is the key's RFC 7638
-    /// thumbprint, as the tool names the key when it signs.
-    ClientJwks {
-        /// The private key file.
-        file: PathBuf,
-    },
 }
 
 /// The public JWKS of the client key in `file`.
@@ -101,11 +108,11 @@ fn new_client_key(file: &std::path::Path) -> Result<String, String> {
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
-    match &cli.command {
-        Command::NewClientKey { file } => return new_client_key(file),
-        Command::ClientJwks { file } => return client_jwks(file),
-        _ => {}
-    }
+    let command = match cli.command {
+        Command::NewClientKey { file } => return new_client_key(&file),
+        Command::ClientJwks { file } => return client_jwks(&file),
+        Command::Log(command) => command,
+    };
     let key = cli
         .key
         .ok_or("--key: the pinned verifier key is required")?;
@@ -127,26 +134,26 @@ async fn run(cli: Cli) -> Result<String, String> {
     let auditor = Auditor::connect(&cli.url, key, credential)
         .await
         .map_err(|e| e.to_string())?;
-    match cli.command {
-        Command::Checkpoint { state: None } => {
+    match command {
+        LogCommand::Checkpoint { state: None } => {
             let (cp, _) = auditor.checkpoint().await.map_err(|e| e.to_string())?;
             Ok(format!("checkpoint verified: {} entries", cp.size))
         }
-        Command::Checkpoint { state: Some(state) } => {
+        LogCommand::Checkpoint { state: Some(state) } => {
             let report = auditor
                 .check_against_saved(&state)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("OK: {}", report.summary))
         }
-        Command::Verify { state } => {
+        LogCommand::Verify { state } => {
             let report = auditor
                 .verify_all(state.as_deref(), true)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("OK: {}", report.summary))
         }
-        Command::Entries { start, end } => {
+        LogCommand::Entries { start, end } => {
             let entries = auditor
                 .entries(start, end)
                 .await
@@ -162,10 +169,7 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
-        // Answered above, before connecting; kept so the match stays whole.
-        Command::NewClientKey { file } => new_client_key(&file),
-        Command::ClientJwks { file } => client_jwks(&file),
-        Command::Inclusion { index } => {
+        LogCommand::Inclusion { index } => {
             let report = auditor
                 .verify_inclusion(index)
                 .await
